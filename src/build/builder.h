@@ -1,0 +1,83 @@
+#pragma once
+
+// Builder: turns a service's source tree into a release — an immutable directory
+// holding the built app plus `manifest.json` — streaming every step's output to a
+// build log. Rollback reuses a release as it is; nothing in it is rebuilt.
+//
+// Detection, when the config does not name a builder (first match wins):
+//   static_directory or builder "static"      -> static site served by the edge
+//   requirements.txt or pyproject.toml         -> Python: venv (system site packages,
+//                                                 /usr/bin/python3), deps installed,
+//                                                 console scripts of every visible
+//                                                 distribution made runnable
+//   package.json                               -> Node: npm ci (lockfile) or npm install,
+//                                                 npm run build if defined, npm start
+//   Procfile with web:                         -> its command, no build step
+//   index.html                                 -> static site
+// The start command is, in order: the config's start_command, the Procfile's web:,
+// the builder's default (Node: "npm start"; Python: none -> error).
+//
+// Thread-safety: DetectBuildPlan is pure; Build may run for several services at once
+// (each in its own release directory).
+
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "common/subprocess.h"
+#include "config/config.h"
+
+namespace slipway {
+
+struct BuildStep {
+  std::string name;     // what the user sees: "npm ci", "pip install -r requirements.txt"
+  std::string command;  // run with /bin/sh -c in the release's app directory
+};
+
+struct BuildPlan {
+  std::string kind;             // "python", "node", "static", "command"
+  std::string detected_from;    // "requirements.txt", "package.json", "Procfile", ...
+  std::vector<BuildStep> steps;
+  std::string start_command;    // "" for static
+  std::string static_root;      // static: directory served, relative to the app dir
+};
+
+// Decides how to build `app_dir` (a service's root). kInvalidArgument when there is
+// nothing deployable, naming what was looked for:
+//   "<dir>: nothing to deploy: found no slipway.toml, Procfile, requirements.txt,
+//    pyproject.toml, package.json or index.html"
+// and when a Python app has no start command ("add a Procfile with a web: line or
+// startCommand in slipway.toml").
+Result<BuildPlan> DetectBuildPlan(const std::string& app_dir, const ServiceConfig& service);
+
+struct BuildRequest {
+  std::string source_dir;    // the service's root in the uploaded tree (read only)
+  std::string release_dir;   // to create: the app goes to <release_dir>/app
+  std::string log_path;      // build log, appended line by line with timestamps
+  ServiceConfig service;
+  EnvMap build_env;          // the environment every step sees (PATH, HOME, variables)
+  std::function<bool()> cancelled;        // polled; true stops the build
+  std::function<void(pid_t)> on_step_started;  // pgid of each step, for cleanup after a crash
+  std::chrono::seconds step_timeout{std::chrono::minutes(20)};
+};
+
+struct ReleaseManifest {
+  std::string kind;
+  std::string app_dir;         // absolute path of <release_dir>/app
+  std::string start_command;   // shell command, run in app_dir
+  std::string static_root;     // absolute, static sites only
+  EnvMap runtime_env;          // added to the app's env (PATH with the venv, VIRTUAL_ENV...)
+  std::string ToJson() const;
+  static Result<ReleaseManifest> FromJson(const std::string& json);
+};
+
+// Builds the release. On success `<release_dir>/manifest.json` exists and the
+// manifest is returned. On failure the release directory is removed and the Status
+// names the step: `build step "npm ci" failed with exit code 1` (the caller adds the
+// log's last lines), or says it was cancelled / timed out.
+Result<ReleaseManifest> Build(const BuildRequest& request);
+
+}  // namespace slipway

@@ -1,0 +1,175 @@
+#pragma once
+
+// Store: the durable state of Slipway in one SQLite database (WAL mode) under the
+// data dir. The only writer of durable state; every other part reads and writes
+// through it. Schema changes are versioned migrations applied at Open().
+//
+// Thread-safety: a Store may be used from any number of threads at once; calls are
+// serialised internally on one connection. Every method is a single transaction.
+//
+// Errors: kNotFound for a missing row, kAlreadyExists for a duplicate name,
+// kResourceExhausted when the disk is full, kInternal for anything else SQLite says,
+// with SQLite's message.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+
+namespace slipway {
+
+// Deployment statuses as stored and shown (DESIGN.md's state machine).
+inline constexpr const char* kQueued = "QUEUED";
+inline constexpr const char* kBuilding = "BUILDING";
+inline constexpr const char* kDeploying = "DEPLOYING";
+inline constexpr const char* kActive = "ACTIVE";
+inline constexpr const char* kDraining = "DRAINING";
+inline constexpr const char* kRemoved = "REMOVED";
+inline constexpr const char* kBuildFailed = "BUILD_FAILED";
+inline constexpr const char* kDeployFailed = "DEPLOY_FAILED";
+inline constexpr const char* kCrashed = "CRASHED";
+inline constexpr const char* kRolledBack = "ROLLED_BACK";
+inline constexpr const char* kSkipped = "SKIPPED";
+
+struct ProjectRecord {
+  int64_t id = 0;
+  std::string name;
+  int64_t created_at = 0;  // unix millis, as every *_at below
+};
+
+struct EnvironmentRecord {
+  int64_t id = 0;
+  int64_t project_id = 0;
+  std::string name;  // "production"
+  int64_t created_at = 0;
+};
+
+struct ServiceRecord {
+  int64_t id = 0;
+  int64_t project_id = 0;
+  int64_t environment_id = 0;
+  std::string name;
+  std::string config_json;            // the resolved ServiceConfig of the latest deploy
+  int64_t active_deployment_id = 0;   // 0: none
+  int64_t created_at = 0;
+};
+
+struct DeploymentRecord {
+  int64_t id = 0;
+  int64_t service_id = 0;
+  std::string status;        // one of the constants above
+  int64_t release_id = 0;    // 0 until the build succeeded
+  std::string source;        // what was deployed: "upload", "rollback of 12", ...
+  std::string error;         // why it failed, one actionable line (may hold log lines after)
+  std::string config_json;   // the ServiceConfig this deployment was made from
+  int64_t build_pgid = 0;    // process group of the running build step, 0 when none
+  int64_t created_at = 0;
+  int64_t updated_at = 0;
+  int64_t finished_at = 0;   // 0 while in progress
+};
+
+struct ReleaseRecord {
+  int64_t id = 0;
+  int64_t service_id = 0;
+  int64_t deployment_id = 0;  // the deployment that built it
+  std::string path;           // releases/<id> directory
+  std::string manifest_json;
+  int64_t created_at = 0;
+};
+
+struct ReplicaRecord {
+  int64_t id = 0;
+  int64_t deployment_id = 0;
+  int index = 0;              // 0..replicas-1
+  int port = 0;
+  int64_t shim_pid = 0;
+  int64_t shim_start_time = 0;  // /proc start time, to tell a reused pid apart
+  int64_t app_pid = 0;          // leader of the app's process group
+  std::string state;            // "starting", "running", "stopped", "crashed"
+  int restarts = 0;
+  std::string run_dir;
+  std::string log_path;
+  int64_t started_at = 0;
+  int64_t updated_at = 0;
+};
+
+struct EventRecord {
+  int64_t id = 0;
+  int64_t service_id = 0;
+  int64_t deployment_id = 0;  // 0 when about the service as a whole
+  std::string kind;           // "deploy.started", "health.passed", "replica.crashed", ...
+  std::string message;
+  int64_t at = 0;
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) the database at `path` (timestamps read from `clock`,
+  // which must outlive the Store), sets WAL mode and a busy
+  // timeout, and applies pending migrations in order. A database written by a newer
+  // Slipway (higher schema version than this binary knows) is refused with
+  // kFailedPrecondition naming both versions.
+  static Result<std::unique_ptr<Store>> Open(const std::string& path, const Clock& clock);
+  virtual ~Store() = default;
+
+  virtual int SchemaVersion() = 0;
+
+  // Projects and environments. EnsureProject creates the project and its
+  // "production" environment if missing, and returns the project.
+  virtual Result<ProjectRecord> EnsureProject(const std::string& name) = 0;
+  virtual Result<ProjectRecord> GetProject(const std::string& name) = 0;
+  virtual Result<std::vector<ProjectRecord>> ListProjects() = 0;
+  virtual Result<EnvironmentRecord> EnsureEnvironment(int64_t project_id, const std::string& name) = 0;
+  virtual Result<EnvironmentRecord> GetEnvironment(int64_t project_id, const std::string& name) = 0;
+  virtual Result<EnvironmentRecord> GetEnvironmentById(int64_t id) = 0;
+
+  // Services, unique by (environment, name).
+  virtual Result<ServiceRecord> EnsureService(int64_t project_id, int64_t environment_id,
+                                              const std::string& name) = 0;
+  virtual Result<ServiceRecord> GetService(int64_t id) = 0;
+  virtual Result<ServiceRecord> FindService(int64_t environment_id, const std::string& name) = 0;
+  virtual Result<std::vector<ServiceRecord>> ListServices(int64_t environment_id) = 0;
+  virtual Status SetServiceConfig(int64_t service_id, const std::string& config_json) = 0;
+  virtual Status SetActiveDeployment(int64_t service_id, int64_t deployment_id) = 0;
+
+  // Deployments. CreateDeployment stores status QUEUED and returns the new row.
+  virtual Result<DeploymentRecord> CreateDeployment(int64_t service_id, const std::string& source,
+                                                    const std::string& config_json) = 0;
+  virtual Result<DeploymentRecord> GetDeployment(int64_t id) = 0;
+  // Newest first, at most `limit`.
+  virtual Result<std::vector<DeploymentRecord>> ListDeployments(int64_t service_id, int limit) = 0;
+  // Every deployment whose status is one of `statuses`, oldest first.
+  virtual Result<std::vector<DeploymentRecord>> ListDeploymentsByStatus(
+      const std::vector<std::string>& statuses) = 0;
+  // Sets status (and error, when non-empty); a terminal status also sets finished_at.
+  virtual Status SetDeploymentStatus(int64_t id, const std::string& status,
+                                     const std::string& error = "") = 0;
+  virtual Status SetDeploymentRelease(int64_t id, int64_t release_id) = 0;
+  virtual Status SetDeploymentBuildPgid(int64_t id, int64_t pgid) = 0;
+
+  // Releases.
+  virtual Result<ReleaseRecord> CreateRelease(int64_t service_id, int64_t deployment_id,
+                                              const std::string& path,
+                                              const std::string& manifest_json) = 0;
+  virtual Result<ReleaseRecord> GetRelease(int64_t id) = 0;
+  virtual Result<std::vector<ReleaseRecord>> ListReleases(int64_t service_id) = 0;  // newest first
+
+  // Replicas. UpsertReplica inserts when id == 0 (and returns the new id), else updates.
+  virtual Result<int64_t> UpsertReplica(const ReplicaRecord& replica) = 0;
+  virtual Result<std::vector<ReplicaRecord>> ListReplicas(int64_t deployment_id) = 0;
+  // Every replica whose state is not "stopped", across all deployments.
+  virtual Result<std::vector<ReplicaRecord>> ListLiveReplicas() = 0;
+
+  // Events, append-only.
+  virtual Status AddEvent(int64_t service_id, int64_t deployment_id, const std::string& kind,
+                          const std::string& message) = 0;
+  // Newest last; at most `limit` of the latest.
+  virtual Result<std::vector<EventRecord>> ListEvents(int64_t service_id, int64_t deployment_id,
+                                                      int limit) = 0;
+};
+
+}  // namespace slipway

@@ -1,0 +1,99 @@
+#pragma once
+
+// Supervisor: runs app replicas and checks their health.
+//
+// Each replica runs under its own `slipway shim` process (like containerd-shim):
+// the shim is started detached from the server (its own session, not the server's
+// child), starts the app in a new process group, writes the app's stdout/stderr to
+// the replica's log file line by line with timestamps, and records the app's exit
+// status in its run directory. So the server can die and come back: a new server
+// re-adopts running replicas from their handles (stored durably by the caller).
+//
+// Run directory files written by the shim:
+//   shim.pid   "<shim pid> <shim start time>"   written before the app starts
+//   app.pid    "<app pid>"                       the app's process group leader
+//   exit       "<exit code>"                     128+signal if killed; written at app exit
+//
+// Log line format: "2026-11-21T23:31:53.123Z <text>\n" (stdout and stderr merged).
+//
+// Thread-safety: all methods may be called from any thread.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "common/subprocess.h"
+
+namespace slipway {
+
+struct ReplicaSpec {
+  std::string command;   // shell command, run as `/bin/sh -c "exec <command>"`
+  std::string cwd;       // the release's app directory
+  EnvMap env;            // the app's whole environment, PORT included
+  std::string log_path;  // appended to
+  std::string run_dir;   // created if missing; holds the shim's files
+};
+
+struct ReplicaHandle {
+  pid_t shim_pid = 0;
+  unsigned long long shim_start_time = 0;
+  pid_t app_pid = 0;
+  std::string run_dir;
+};
+
+class Supervisor {
+ public:
+  // `slipway_exe`: absolute path of the slipway binary, run as `<exe> shim ...`.
+  Supervisor(std::string slipway_exe, Clock& clock);
+
+  // Starts a replica and returns once the shim has started the app (app.pid written).
+  // Errors: kInternal when the shim cannot be started, kNotFound for a missing cwd.
+  Result<ReplicaHandle> Start(const ReplicaSpec& spec);
+
+  // True while the app is running (shim alive and no exit file).
+  bool Running(const ReplicaHandle& handle) const;
+
+  // The app's exit code once it has exited, read from the run dir.
+  std::optional<int> ExitCode(const ReplicaHandle& handle) const;
+
+  // SIGTERM to the app's group, then SIGKILL after `grace`; returns when both the app
+  // group and the shim are gone. Safe on a replica that already exited.
+  Status Stop(const ReplicaHandle& handle, std::chrono::milliseconds grace);
+
+  // Reads a handle back from a run dir (after a server restart). kNotFound when the
+  // shim is no longer running.
+  Result<ReplicaHandle> Adopt(const std::string& run_dir) const;
+
+ private:
+  std::string slipway_exe_;
+  Clock& clock_;
+};
+
+// Entry point of `slipway shim --run-dir D --log F -- CMD`; returns the process exit code.
+int ShimMain(int argc, char** argv);
+
+struct HealthCheckSpec {
+  int port = 0;                 // on 127.0.0.1
+  std::string path;             // "" : a TCP connection being accepted is healthy
+  std::string host_header;      // sent as Host (the service's public host)
+  std::chrono::seconds timeout{60};
+  std::chrono::milliseconds interval{250};
+};
+
+// Polls until the check passes (2xx for a path; accepted connection without one), the
+// timeout passes, or `still_running()` returns false (the app exited).
+// Errors: kDeadlineExceeded "health check /api/health timed out after 30s (last: HTTP 503)",
+//         kUnavailable "app exited with code 1 before its health check passed".
+Status WaitHealthy(const HealthCheckSpec& spec, Clock& clock,
+                   const std::function<bool()>& still_running);
+
+// A free TCP port on 127.0.0.1 (bound and released; the caller should use it soon).
+Result<int> PickFreePort();
+
+}  // namespace slipway

@@ -1,0 +1,80 @@
+#include "common/subprocess.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <string>
+#include <vector>
+
+namespace slipway {
+namespace {
+
+SpawnOptions Shell(const std::string& script) {
+  SpawnOptions o;
+  o.argv = {"/bin/sh", "-c", script};
+  o.env = {{"PATH", "/usr/bin:/bin"}, {"GREETING", "hello"}};
+  return o;
+}
+
+TEST(SubprocessTest, RunCommandStreamsLinesAndExitCode) {
+  std::vector<std::string> lines;
+  RunOptions run;
+  run.on_line = [&](std::string_view l) { lines.emplace_back(l); };
+  auto out = RunCommand(Shell("echo $GREETING; echo err >&2; printf tail; exit 3"), run);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(out->exit_code, 3);
+  EXPECT_FALSE(out->timed_out);
+  EXPECT_EQ(lines, (std::vector<std::string>{"hello", "err", "tail"}));
+}
+
+TEST(SubprocessTest, TimeoutKillsTheWholeGroup) {
+  RunOptions run;
+  run.timeout = std::chrono::milliseconds(300);
+  pid_t pid = 0;
+  run.on_started = [&](pid_t p) { pid = p; };
+  auto out = RunCommand(Shell("sleep 30 & sleep 30"), run);
+  ASSERT_TRUE(out.ok());
+  EXPECT_TRUE(out->timed_out);
+  EXPECT_EQ(out->exit_code, 128 + SIGKILL);
+  EXPECT_FALSE(ProcessGroupAlive(pid)) << "the group's background child survived";
+}
+
+TEST(SubprocessTest, ExitIsSeenEvenWhenABackgroundChildHoldsThePipe) {
+  RunOptions run;
+  run.timeout = std::chrono::seconds(20);
+  auto out = RunCommand(Shell("sleep 30 & exit 0"), run);
+  ASSERT_TRUE(out.ok());
+  EXPECT_FALSE(out->timed_out);
+  EXPECT_EQ(out->exit_code, 0);
+}
+
+TEST(SubprocessTest, MissingCommandIsNotFound) {
+  SpawnOptions o = Shell("");
+  o.argv = {"no-such-command-slipway"};
+  auto out = RunCommand(o, RunOptions{});
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), StatusCode::kNotFound);
+}
+
+TEST(SubprocessTest, MissingWorkingDirectoryIsNamed) {
+  SpawnOptions o = Shell("true");
+  o.cwd = "/nonexistent/slipway-dir";
+  auto out = RunCommand(o, RunOptions{});
+  ASSERT_FALSE(out.ok());
+  EXPECT_NE(out.status().message().find("/nonexistent/slipway-dir"), std::string::npos);
+}
+
+TEST(SubprocessTest, ProcessAliveTellsZombiesAndReusedPidsApart) {
+  auto p = Process::Spawn(Shell("sleep 30"));
+  ASSERT_TRUE(p.ok());
+  pid_t pid = (*p)->pid();
+  auto start = ProcessStartTime(pid);
+  EXPECT_TRUE(ProcessAlive(pid, start));
+  EXPECT_FALSE(ProcessAlive(pid, start + 1));
+  (*p)->Signal(SIGKILL);
+  (*p)->Wait();
+  EXPECT_FALSE(ProcessAlive(pid));
+}
+
+}  // namespace
+}  // namespace slipway
