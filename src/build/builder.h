@@ -14,6 +14,9 @@
 //                                                 npm run build if defined, npm start
 //   Procfile with web:                         -> its command, no build step
 //   index.html                                 -> static site
+//   start_command alone                        -> "command": buildCommand, if any, then it
+// A named builder "command" runs only the config's build_command. Every kind runs the
+// config's build_command as its last step.
 // The start command is, in order: the config's start_command, the Procfile's web:,
 // the builder's default (Node: "npm start"; Python: none -> error).
 //
@@ -22,6 +25,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <functional>
 #include <string>
 #include <vector>
@@ -38,11 +42,11 @@ struct BuildStep {
 };
 
 struct BuildPlan {
-  std::string kind;             // "python", "node", "static", "command"
-  std::string detected_from;    // "requirements.txt", "package.json", "Procfile", ...
+  std::string kind;           // "python", "node", "static", "command"
+  std::string detected_from;  // "requirements.txt", "package.json", "Procfile", ...
   std::vector<BuildStep> steps;
-  std::string start_command;    // "" for static
-  std::string static_root;      // static: directory served, relative to the app dir
+  std::string start_command;  // "" for static
+  std::string static_root;    // static: directory served, relative to the app dir
 };
 
 // Decides how to build `app_dir` (a service's root). kInvalidArgument when there is
@@ -50,34 +54,51 @@ struct BuildPlan {
 //   "<dir>: nothing to deploy: found no slipway.toml, Procfile, requirements.txt,
 //    pyproject.toml, package.json or index.html"
 // and when a Python app has no start command ("add a Procfile with a web: line or
-// startCommand in slipway.toml").
+// startCommand in slipway.toml"), or a Node app has neither a start command nor
+// scripts.start / server.js for `npm start`. kNotFound when app_dir does not exist.
+// Static sites without staticDirectory are served from "." when it has index.html;
+// when there are build steps (npm, buildCommand) static_root is "" and Build looks
+// for index.html in dist, build, out, public, then "." after the build.
 Result<BuildPlan> DetectBuildPlan(const std::string& app_dir, const ServiceConfig& service);
 
 struct BuildRequest {
-  std::string source_dir;    // the service's root in the uploaded tree (read only)
-  std::string release_dir;   // to create: the app goes to <release_dir>/app
-  std::string log_path;      // build log, appended line by line with timestamps
+  std::string source_dir;   // the service's root in the uploaded tree (read only)
+  std::string release_dir;  // to create: the app goes to <release_dir>/app
+  std::string log_path;     // build log, appended as plain lines (see Build); "" for none
   ServiceConfig service;
-  EnvMap build_env;          // the environment every step sees (PATH, HOME, variables)
-  std::function<bool()> cancelled;        // polled; true stops the build
+  EnvMap build_env;                 // the environment every step sees (PATH, HOME, variables)
+  std::function<bool()> cancelled;  // polled; true stops the build
   std::function<void(pid_t)> on_step_started;  // pgid of each step, for cleanup after a crash
   std::chrono::seconds step_timeout{std::chrono::minutes(20)};
 };
 
 struct ReleaseManifest {
   std::string kind;
-  std::string app_dir;         // absolute path of <release_dir>/app
-  std::string start_command;   // shell command, run in app_dir
-  std::string static_root;     // absolute, static sites only
-  EnvMap runtime_env;          // added to the app's env (PATH with the venv, VIRTUAL_ENV...)
+  std::string app_dir;        // absolute path of <release_dir>/app
+  std::string start_command;  // shell command, run in app_dir
+  std::string static_root;    // absolute, static sites only
+  EnvMap runtime_env;         // added to the app's env (PATH with the venv, VIRTUAL_ENV...)
   std::string ToJson() const;
   static Result<ReleaseManifest> FromJson(const std::string& json);
 };
 
-// Builds the release. On success `<release_dir>/manifest.json` exists and the
-// manifest is returned. On failure the release directory is removed and the Status
-// names the step: `build step "npm ci" failed with exit code 1` (the caller adds the
-// log's last lines), or says it was cancelled / timed out.
+// Builds the release: copies source_dir to <release_dir>/app (without .git,
+// node_modules, .venv, __pycache__), runs the plan's steps there (/bin/sh -c, env =
+// build_env, plus the venv or node_modules/.bin PATH), checks a static site's root.
+//
+// The log gets plain lines: first `detected <kind> app (<detected_from>)`, then for
+// each step `==> <step name>` followed by the step's output lines, and at the end
+// `==> build succeeded` or `==> build failed: <reason>`.
+//
+// On success `<release_dir>/manifest.json` exists and the manifest is returned. On
+// failure the release directory is removed (unless it existed before: kAlreadyExists)
+// and the Status names the step:
+//   kFailedPrecondition  `build step "npm ci" failed with exit code 1` (the caller adds
+//                        the log's last lines), or `build cancelled during step "..."`
+//   kDeadlineExceeded    `build step "..." timed out after 1200s`
+//   kResourceExhausted   the disk is full (a step saw ENOSPC, or copying/writing did),
+//                        naming the release directory
+//   kInvalidArgument     DetectBuildPlan's errors; kNotFound: no source_dir
 Result<ReleaseManifest> Build(const BuildRequest& request);
 
 }  // namespace slipway

@@ -14,6 +14,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/fs.h"
+
 extern char** environ;
 
 namespace slipway {
@@ -24,6 +26,14 @@ int DecodeWaitStatus(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return -1;
+}
+
+// "/proc/<pid>/stat", or "" when the process is gone. Not through std::ifstream: a read
+// racing the process's exit fails with ESRCH, which istreambuf_iterator turns into an
+// exception.
+std::string ReadProcStat(const std::string& pid) {
+  auto content = ReadFile("/proc/" + pid + "/stat");
+  return content.ok() ? *content : "";
 }
 
 }  // namespace
@@ -56,8 +66,7 @@ EnvMap CurrentEnvironment() {
 }
 
 unsigned long long ProcessStartTime(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string content = ReadProcStat(std::to_string(pid));
   auto close = content.rfind(')');
   if (close == std::string::npos) return 0;
   std::istringstream fields(content.substr(close + 2));
@@ -79,8 +88,7 @@ bool ProcessGroupAlive(pid_t pgid) {
     char* end = nullptr;
     long pid = std::strtol(entry->d_name, &end, 10);
     if (pid <= 0 || *end != '\0') continue;
-    std::ifstream in(std::string("/proc/") + entry->d_name + "/stat");
-    std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string content = ReadProcStat(entry->d_name);
     auto close_paren = content.rfind(')');
     if (close_paren == std::string::npos) continue;
     std::istringstream fields(content.substr(close_paren + 2));

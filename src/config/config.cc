@@ -1,1 +1,670 @@
-// placeholder: implemented by its subsystem's owner
+#include "config/config.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <utility>
+
+#include "common/fs.h"
+#include "common/names.h"
+
+namespace slipway {
+namespace {
+
+constexpr int kMaxHealthcheckTimeout = 3600;
+constexpr int kMaxReplicas = 32;
+
+// The keys a service accepts, in the order the docs list them.
+const std::vector<std::string>& ServiceKeys() {
+  static const std::vector<std::string> keys = {
+      "rootDirectory",      "builder",         "buildCommand",
+      "startCommand",       "staticDirectory", "healthcheckPath",
+      "healthcheckTimeout", "numReplicas",     "variables"};
+  return keys;
+}
+
+const std::vector<std::string>& Builders() {
+  static const std::vector<std::string> builders = {"python", "node", "static", "command"};
+  return builders;
+}
+
+bool IsServiceKey(std::string_view key) {
+  const auto& keys = ServiceKeys();
+  return std::find(keys.begin(), keys.end(), key) != keys.end();
+}
+
+// A string as the user would write it in TOML or JSON: quoted, with escapes, so an error
+// message stays on one line whatever the value holds.
+std::string Quote(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\r') {
+      out += "\\r";
+    } else if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+// How a value the user wrote is shown after "got": short, on one line.
+std::string Describe(const toml::node& node) {
+  if (node.is_table()) return "a table";
+  if (node.is_array()) return "an array";
+  std::string text;
+  if (const auto* s = node.as_string()) {
+    text = Quote(s->get());
+  } else {
+    std::ostringstream out;
+    node.visit([&out](const auto& n) { out << n; });
+    text = out.str();
+  }
+  constexpr size_t kMax = 60;
+  if (text.size() > kMax) text = text.substr(0, kMax) + "...";
+  return text;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out;
+  for (char c : s) out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string Squash(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c != '_' && c != '-') out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+size_t Levenshtein(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// The candidate the user most likely meant: one equal ignoring case, '_' and '-', else
+// the closest within 3 edits (case-insensitive), else none.
+std::optional<std::string> Suggest(std::string_view word,
+                                   const std::vector<std::string>& candidates) {
+  for (const auto& c : candidates) {
+    if (Squash(c) == Squash(word)) return c;
+  }
+  std::optional<std::string> best;
+  size_t best_distance = 4;
+  std::string lower = Lower(word);
+  for (const auto& c : candidates) {
+    size_t d = Levenshtein(lower, Lower(c));
+    if (d < best_distance) {
+      best_distance = d;
+      best = c;
+    }
+  }
+  return best;
+}
+
+std::string DidYouMean(std::string_view word, const std::vector<std::string>& candidates) {
+  auto suggestion = Suggest(word, candidates);
+  if (!suggestion) return "";
+  return " (did you mean " + Quote(*suggestion) + "?)";
+}
+
+bool IsVariableName(std::string_view name) {
+  if (name.empty()) return false;
+  if (std::isdigit(static_cast<unsigned char>(name[0]))) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  });
+}
+
+// Normalises a relative path ("./api/" -> "api", "a/../b" -> "b"); nullopt when it
+// climbs above its starting point.
+std::optional<std::string> NormaliseRelative(std::string_view path) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t slash = path.find('/', start);
+    if (slash == std::string_view::npos) slash = path.size();
+    std::string part(path.substr(start, slash - start));
+    if (part == "..") {
+      if (parts.empty()) return std::nullopt;
+      parts.pop_back();
+    } else if (!part.empty() && part != ".") {
+      parts.push_back(part);
+    }
+    start = slash + 1;
+  }
+  if (parts.empty()) return ".";
+  std::string out;
+  for (const auto& p : parts) {
+    if (!out.empty()) out += '/';
+    out += p;
+  }
+  return out;
+}
+
+bool HasControlChars(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    unsigned char u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+}
+
+std::string JoinPath(const std::string& a, const std::string& b) {
+  if (b == ".") return a;
+  if (a == ".") return b;
+  return a + "/" + b;
+}
+
+// A key and its value, in the order they appear in the file, so the first error reported
+// is the first one a reader meets (toml::table iterates in key order).
+using Entry = std::pair<const toml::key*, const toml::node*>;
+
+bool Before(const toml::source_position& a, const toml::source_position& b) {
+  return a.line != b.line ? a.line < b.line : a.column < b.column;
+}
+
+std::vector<Entry> InSourceOrder(const toml::table& table) {
+  std::vector<Entry> entries;
+  for (const auto& [key, node] : table) entries.emplace_back(&key, &node);
+  std::stable_sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return Before(a.first->source().begin, b.first->source().begin);
+  });
+  return entries;
+}
+
+// Where a setting came from, for checks that need a position after the whole table is read.
+struct Located {
+  toml::source_position pos;
+  bool set = false;
+};
+
+class TomlReader {
+ public:
+  TomlReader(const std::string& filename, const std::string* project_dir)
+      : filename_(filename), project_dir_(project_dir) {}
+
+  Result<ProjectConfig> Read(std::string_view text, const std::string& fallback_name);
+
+ private:
+  Status ErrorAt(const toml::source_position& pos, const std::string& message) const {
+    return InvalidArgument(filename_ + ":" + std::to_string(pos.line) + ":" +
+                           std::to_string(pos.column) + ": " + message);
+  }
+  Status ErrorAt(const toml::node& node, const std::string& message) const {
+    return ErrorAt(node.source().begin, message);
+  }
+
+  // Applies one known service setting. `variables_table` names the variables table in
+  // messages ("[services.api.variables]" or "[variables]"); `root_at` records where
+  // rootDirectory was set, for CheckService.
+  Status ApplyServiceKey(const toml::key& key, const toml::node& node,
+                         const std::string& variables_table, ServiceConfig& service,
+                         Located& root_at);
+  // Checks that need the whole service: its rootDirectory exists under the project
+  // directory, when there is one to look at.
+  Status CheckService(const ServiceConfig& service, const Located& root_at) const;
+
+  Result<std::string> ReadString(const toml::node& node, const std::string& field,
+                                 const std::string& what) const;
+  Result<std::string> ReadPath(const toml::node& node, const std::string& field,
+                               const std::string& inside) const;
+  Result<int> ReadInt(const toml::node& node, const std::string& field, int lo, int hi,
+                      const std::string& unit) const;
+  Status ReadVariables(const toml::node& node, const std::string& table_name,
+                       std::map<std::string, std::string>& out) const;
+  Status ReadServices(const toml::node& node, std::vector<ServiceConfig>& out);
+
+  const std::string& filename_;
+  const std::string* project_dir_;  // when set, rootDirectory must exist under it
+};
+
+Result<std::string> TomlReader::ReadString(const toml::node& node, const std::string& field,
+                                           const std::string& what) const {
+  const auto* s = node.as_string();
+  if (s == nullptr) {
+    return ErrorAt(node, Quote(field) + " must be " + what + " (got " + Describe(node) + ")");
+  }
+  return s->get();
+}
+
+Result<std::string> TomlReader::ReadPath(const toml::node& node, const std::string& field,
+                                         const std::string& inside) const {
+  ASSIGN_OR_RETURN(std::string raw, ReadString(node, field, "a string path relative to " + inside));
+  if (raw.empty()) {
+    return ErrorAt(node, Quote(field) + " must not be empty (use \".\" for " + inside + " itself)");
+  }
+  if (HasControlChars(raw)) {
+    return ErrorAt(node,
+                   Quote(field) + " must not contain control characters (got " + Quote(raw) + ")");
+  }
+  if (raw.front() == '/') {
+    return ErrorAt(node, Quote(field) + " must be relative to " + inside +
+                             ", not an absolute path (got " + Quote(raw) + ")");
+  }
+  auto normalised = NormaliseRelative(raw);
+  if (!normalised) {
+    return ErrorAt(node,
+                   Quote(field) + " must stay inside " + inside + " (got " + Quote(raw) + ")");
+  }
+  return *normalised;
+}
+
+Result<int> TomlReader::ReadInt(const toml::node& node, const std::string& field, int lo, int hi,
+                                const std::string& unit) const {
+  const auto* i = node.as_integer();
+  if (i == nullptr || i->get() < lo || i->get() > hi) {
+    return ErrorAt(node, Quote(field) + " must be " + unit + " from " + std::to_string(lo) +
+                             " to " + std::to_string(hi) + " (got " + Describe(node) + ")");
+  }
+  return static_cast<int>(i->get());
+}
+
+Status TomlReader::ReadVariables(const toml::node& node, const std::string& table_name,
+                                 std::map<std::string, std::string>& out) const {
+  const auto* table = node.as_table();
+  if (table == nullptr) {
+    return ErrorAt(
+        node, "\"variables\" must be a table like " + table_name + " (got " + Describe(node) + ")");
+  }
+  for (const auto& [key, value] : InSourceOrder(*table)) {
+    if (!IsVariableName(key->str())) {
+      return ErrorAt(key->source().begin,
+                     "variable name " + Quote(key->str()) + " in " + table_name +
+                         " is not valid: use letters, digits and '_', not starting with a digit");
+    }
+    if (const auto* s = value->as_string()) {
+      out[std::string(key->str())] = s->get();
+    } else if (const auto* i = value->as_integer()) {
+      out[std::string(key->str())] = std::to_string(i->get());
+    } else if (const auto* b = value->as_boolean()) {
+      out[std::string(key->str())] = b->get() ? "true" : "false";
+    } else {
+      return ErrorAt(*value, "variable " + Quote(key->str()) +
+                                 " must be a string, an integer or a boolean; quote other "
+                                 "values (got " +
+                                 Describe(*value) + ")");
+    }
+  }
+  return Status::Ok();
+}
+
+Status TomlReader::ApplyServiceKey(const toml::key& key, const toml::node& node,
+                                   const std::string& variables_table, ServiceConfig& service,
+                                   Located& root_at) {
+  const std::string k(key.str());
+  auto command = [&](std::string& out) -> Status {
+    ASSIGN_OR_RETURN(std::string value, ReadString(node, k, "a shell command string"));
+    if (value.find_first_not_of(" \t\r\n") == std::string::npos) {
+      return ErrorAt(node,
+                     Quote(k) + " must not be empty (leave it out to let the builder " + "decide)");
+    }
+    out = std::move(value);
+    return Status::Ok();
+  };
+  if (k == "rootDirectory") {
+    ASSIGN_OR_RETURN(service.root_directory, ReadPath(node, k, "the project directory"));
+    root_at = {node.source().begin, true};
+  } else if (k == "builder") {
+    ASSIGN_OR_RETURN(std::string builder,
+                     ReadString(node, k, "one of \"python\", \"node\", \"static\", \"command\""));
+    const auto& builders = Builders();
+    if (std::find(builders.begin(), builders.end(), builder) == builders.end()) {
+      auto suggestion = Suggest(builder, builders);
+      return ErrorAt(node,
+                     "\"builder\" must be one of \"python\", \"node\", \"static\", "
+                     "\"command\" (got " +
+                         Quote(builder) +
+                         (suggestion ? "; did you mean " + Quote(*suggestion) + "?" : "") + ")");
+    }
+    service.builder = builder;
+  } else if (k == "buildCommand") {
+    RETURN_IF_ERROR(command(service.build_command));
+  } else if (k == "startCommand") {
+    RETURN_IF_ERROR(command(service.start_command));
+  } else if (k == "staticDirectory") {
+    ASSIGN_OR_RETURN(service.static_directory, ReadPath(node, k, "rootDirectory"));
+  } else if (k == "healthcheckPath") {
+    ASSIGN_OR_RETURN(std::string path, ReadString(node, k, "a URL path like \"/health\""));
+    if (path.empty() || path.front() != '/') {
+      return ErrorAt(node, "\"healthcheckPath\" must be a URL path starting with \"/\" (got " +
+                               Quote(path) + ")");
+    }
+    if (std::any_of(path.begin(), path.end(), [](char c) {
+          return std::isspace(static_cast<unsigned char>(c)) ||
+                 static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) == 0x7f;
+        })) {
+      return ErrorAt(node,
+                     "\"healthcheckPath\" must not contain spaces or control characters; "
+                     "percent-encode them (got " +
+                         Quote(path) + ")");
+    }
+    service.healthcheck_path = path;
+  } else if (k == "healthcheckTimeout") {
+    ASSIGN_OR_RETURN(service.healthcheck_timeout,
+                     ReadInt(node, k, 1, kMaxHealthcheckTimeout, "a whole number of seconds"));
+  } else if (k == "numReplicas") {
+    ASSIGN_OR_RETURN(service.num_replicas, ReadInt(node, k, 1, kMaxReplicas, "an integer"));
+  } else if (k == "variables") {
+    RETURN_IF_ERROR(ReadVariables(node, variables_table, service.variables));
+  }
+  return Status::Ok();
+}
+
+Status TomlReader::CheckService(const ServiceConfig& service, const Located& root_at) const {
+  if (project_dir_ != nullptr && root_at.set) {
+    std::string dir = JoinPath(*project_dir_, service.root_directory);
+    if (!IsDirectory(dir)) {
+      return ErrorAt(root_at.pos, "\"rootDirectory\" " + Quote(service.root_directory) +
+                                      " is not a directory in " + *project_dir_ +
+                                      " (create it or fix the path)");
+    }
+  }
+  return Status::Ok();
+}
+
+Status TomlReader::ReadServices(const toml::node& node, std::vector<ServiceConfig>& out) {
+  const auto* table = node.as_table();
+  if (table == nullptr) {
+    return ErrorAt(node, "\"services\" must be a table of services like [services.web] (got " +
+                             Describe(node) + ")");
+  }
+  if (table->empty()) {
+    return ErrorAt(node, "[services] declares no service: add one, e.g. [services.web]");
+  }
+  for (const auto& [name_key, value] : InSourceOrder(*table)) {
+    std::string name(name_key->str());
+    Status valid = ValidateName(name, "service name");
+    if (!valid.ok()) return ErrorAt(name_key->source().begin, valid.message());
+    std::string context = "[services." + name + "]";
+    const auto* service_table = value->as_table();
+    if (service_table == nullptr) {
+      return ErrorAt(*value, "service " + Quote(name) + " must be a table like " + context +
+                                 " (got " + Describe(*value) + ")");
+    }
+    ServiceConfig service;
+    service.name = name;
+    Located root_at;
+    for (const auto& [key, setting] : InSourceOrder(*service_table)) {
+      if (!IsServiceKey(key->str())) {
+        return ErrorAt(key->source().begin, "unknown key " + Quote(key->str()) + " in " + context +
+                                                DidYouMean(key->str(), ServiceKeys()));
+      }
+      RETURN_IF_ERROR(
+          ApplyServiceKey(*key, *setting, "[services." + name + ".variables]", service, root_at));
+    }
+    RETURN_IF_ERROR(CheckService(service, root_at));
+    out.push_back(std::move(service));
+  }
+  return Status::Ok();
+}
+
+Result<ProjectConfig> TomlReader::Read(std::string_view text, const std::string& fallback_name) {
+  toml::table root;
+  try {
+    root = toml::parse(text, std::string_view(filename_));
+  } catch (const toml::parse_error& e) {
+    std::string description(e.description());
+    std::replace(description.begin(), description.end(), '\n', ' ');
+    return ErrorAt(e.source().begin, description);
+  }
+
+  ProjectConfig config;
+  config.source = "slipway.toml";
+  bool has_services = root.contains("services");
+  ServiceConfig shorthand;  // the one "web" service when there is no [services]
+  Located root_at;
+  bool project_set = false;
+
+  std::vector<std::string> top_keys = {"project", "services"};
+  top_keys.insert(top_keys.end(), ServiceKeys().begin(), ServiceKeys().end());
+
+  for (const auto& [key, node] : InSourceOrder(root)) {
+    std::string k(key->str());
+    if (k == "project") {
+      ASSIGN_OR_RETURN(config.name, ReadString(*node, k, "a string"));
+      Status valid = ValidateName(config.name, "project name");
+      if (!valid.ok()) {
+        std::string hint;
+        std::string sanitised = SanitizeName(config.name);
+        if (!sanitised.empty()) hint = " (try " + Quote(sanitised) + ")";
+        return ErrorAt(*node, valid.message() + hint);
+      }
+      project_set = true;
+    } else if (k == "services") {
+      RETURN_IF_ERROR(ReadServices(*node, config.services));
+    } else if (IsServiceKey(k)) {
+      if (has_services) {
+        return ErrorAt(key->source().begin,
+                       Quote(k) +
+                           " at the top level cannot be combined with [services]: move it "
+                           "into a [services.<name>] table, or drop [services] for a "
+                           "single service");
+      }
+      RETURN_IF_ERROR(ApplyServiceKey(*key, *node, "[variables]", shorthand, root_at));
+    } else {
+      return ErrorAt(key->source().begin,
+                     "unknown key " + Quote(k) + " at the top level" + DidYouMean(k, top_keys));
+    }
+  }
+
+  if (!has_services) {
+    RETURN_IF_ERROR(CheckService(shorthand, root_at));
+    config.services.push_back(std::move(shorthand));
+  }
+
+  if (!project_set) {
+    config.name = SanitizeName(fallback_name);
+    if (config.name.empty()) {
+      return InvalidArgument(filename_ + ": cannot name the project after the directory " +
+                             Quote(fallback_name) + ": set project = \"my-app\" at the top of " +
+                             filename_);
+    }
+  }
+  return config;
+}
+
+Result<ProjectConfig> ParseImpl(std::string_view text, const std::string& filename,
+                                const std::string& fallback_name, const std::string* project_dir) {
+  TomlReader reader(filename, project_dir);
+  return reader.Read(text, fallback_name);
+}
+
+Result<ProjectConfig> FromProcfile(const std::string& text) {
+  ASSIGN_OR_RETURN(auto processes, ParseProcfile(text));
+  ProjectConfig config;
+  config.source = "Procfile";
+  ServiceConfig web;
+  for (const auto& [type, command] : processes) {
+    if (type == "web") {
+      web.start_command = command;
+    } else if (type == "release") {
+      web.procfile_release = command;
+    } else {
+      config.warnings.push_back("Procfile: process type " + Quote(type) +
+                                " is not run yet (only web and release are)");
+    }
+  }
+  config.services.push_back(std::move(web));
+  return config;
+}
+
+}  // namespace
+
+Result<ProjectConfig> ParseSlipwayToml(std::string_view text, const std::string& filename,
+                                       const std::string& fallback_name) {
+  return ParseImpl(text, filename, fallback_name, nullptr);
+}
+
+Result<ProjectConfig> LoadProjectConfig(const std::string& dir, const std::string& fallback_name) {
+  if (!IsDirectory(dir)) {
+    return NotFound("app directory " + dir + " does not exist or is not a directory");
+  }
+  const std::string toml_path = dir + "/slipway.toml";
+  if (PathExists(toml_path)) {
+    if (IsDirectory(toml_path)) {
+      return InvalidArgument("cannot read slipway.toml: " + toml_path +
+                             " is a directory, not a file");
+    }
+    auto text = ReadFile(toml_path);
+    if (!text.ok()) return text.status().WithContext("cannot read slipway.toml");
+    return ParseImpl(*text, "slipway.toml", fallback_name, &dir);
+  }
+
+  ProjectConfig config;
+  const std::string procfile_path = dir + "/Procfile";
+  if (PathExists(procfile_path)) {
+    auto text = ReadFile(procfile_path);
+    if (!text.ok()) return text.status().WithContext("cannot read Procfile");
+    ASSIGN_OR_RETURN(config, FromProcfile(*text));
+  } else {
+    config.source = "detected";
+    config.services.emplace_back();
+  }
+  config.name = SanitizeName(fallback_name);
+  if (config.name.empty()) {
+    return InvalidArgument("cannot name the project after the directory " + Quote(fallback_name) +
+                           ": create slipway.toml in " + dir +
+                           " with a line like project = \"my-app\"");
+  }
+  return config;
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> ParseProcfile(std::string_view text) {
+  std::vector<std::pair<std::string, std::string>> out;
+  std::map<std::string, int> first_line;
+  int line_number = 0;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(start, end - start);
+    start = end + 1;
+    ++line_number;
+
+    auto trim = [](std::string_view s) {
+      size_t b = s.find_first_not_of(" \t\r");
+      if (b == std::string_view::npos) return std::string_view();
+      size_t e = s.find_last_not_of(" \t\r");
+      return s.substr(b, e - b + 1);
+    };
+    line = trim(line);
+    if (line.empty() || line.front() == '#') continue;
+
+    std::string where = "Procfile:" + std::to_string(line_number) + ": ";
+    size_t colon = line.find(':');
+    std::string_view type = colon == std::string_view::npos ? "" : trim(line.substr(0, colon));
+    std::string_view command = colon == std::string_view::npos ? "" : trim(line.substr(colon + 1));
+    bool type_ok = !type.empty() && std::all_of(type.begin(), type.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+    });
+    if (!type_ok || command.empty()) {
+      return InvalidArgument(where + "expected \"type: command\"");
+    }
+    std::string type_str(type);
+    auto [it, inserted] = first_line.emplace(type_str, line_number);
+    if (!inserted) {
+      return InvalidArgument(where + "process type " + Quote(type_str) +
+                             " is defined twice (first on line " + std::to_string(it->second) +
+                             ")");
+    }
+    out.emplace_back(type_str, std::string(command));
+  }
+  return out;
+}
+
+std::string ServiceConfigToJson(const ServiceConfig& config) {
+  nlohmann::json j;
+  j["name"] = config.name;
+  j["rootDirectory"] = config.root_directory;
+  j["builder"] = config.builder;
+  j["buildCommand"] = config.build_command;
+  j["startCommand"] = config.start_command;
+  j["staticDirectory"] = config.static_directory;
+  j["healthcheckPath"] = config.healthcheck_path;
+  j["healthcheckTimeout"] = config.healthcheck_timeout;
+  j["numReplicas"] = config.num_replicas;
+  j["variables"] = config.variables;
+  j["procfileRelease"] = config.procfile_release;
+  // Replace invalid UTF-8 rather than throw: the config came from text we accepted.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+Result<ServiceConfig> ServiceConfigFromJson(const std::string& json) {
+  const std::string where = "service config JSON: ";
+  nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return InvalidArgument(where + "not valid JSON");
+  if (!j.is_object()) return InvalidArgument(where + "expected an object");
+
+  ServiceConfig config;
+  auto string_field = [&](const char* key, std::string& out) -> Status {
+    auto it = j.find(key);
+    if (it == j.end()) return Status::Ok();  // older records: keep the default
+    if (!it->is_string()) return InvalidArgument(where + Quote(key) + " must be a string");
+    out = it->get<std::string>();
+    return Status::Ok();
+  };
+  auto int_field = [&](const char* key, int lo, int hi, int& out) -> Status {
+    auto it = j.find(key);
+    if (it == j.end()) return Status::Ok();
+    if (!it->is_number_integer() || it->get<int64_t>() < lo || it->get<int64_t>() > hi) {
+      return InvalidArgument(where + Quote(key) + " must be an integer from " + std::to_string(lo) +
+                             " to " + std::to_string(hi));
+    }
+    out = static_cast<int>(it->get<int64_t>());
+    return Status::Ok();
+  };
+  RETURN_IF_ERROR(string_field("name", config.name));
+  RETURN_IF_ERROR(ValidateName(config.name, "service name").WithContext("service config JSON"));
+  RETURN_IF_ERROR(string_field("rootDirectory", config.root_directory));
+  RETURN_IF_ERROR(string_field("builder", config.builder));
+  RETURN_IF_ERROR(string_field("buildCommand", config.build_command));
+  RETURN_IF_ERROR(string_field("startCommand", config.start_command));
+  RETURN_IF_ERROR(string_field("staticDirectory", config.static_directory));
+  RETURN_IF_ERROR(string_field("healthcheckPath", config.healthcheck_path));
+  RETURN_IF_ERROR(
+      int_field("healthcheckTimeout", 1, kMaxHealthcheckTimeout, config.healthcheck_timeout));
+  RETURN_IF_ERROR(int_field("numReplicas", 1, kMaxReplicas, config.num_replicas));
+  RETURN_IF_ERROR(string_field("procfileRelease", config.procfile_release));
+  if (auto it = j.find("variables"); it != j.end()) {
+    if (!it->is_object()) return InvalidArgument(where + "\"variables\" must be an object");
+    for (const auto& [key, value] : it->items()) {
+      if (!value.is_string()) {
+        return InvalidArgument(where + "variable " + Quote(key) + " must be a string");
+      }
+      config.variables[key] = value.get<std::string>();
+    }
+  }
+  return config;
+}
+
+}  // namespace slipway

@@ -43,10 +43,15 @@ struct ProjectConfig {
 // used when the config does not set one (the CLI passes the directory's name; it is
 // sanitised into a DNS label).
 //
-// Errors (kInvalidArgument), one line each, naming file:line:column and the field:
-//   slipway.toml:4:1: unknown key "healthcheck_path" in [services.api] (did you mean "healthcheckPath"?)
-//   slipway.toml:7:15: "numReplicas" must be an integer from 1 to 32
-//   slipway.toml:2:8: parse error: ...
+// Errors (kInvalidArgument), one line each, naming file:line:column and the field
+// (docs/config.md lists them):
+//   slipway.toml:4:1: unknown key "healthcheck_path" in [services.api] (did you mean
+//                     "healthcheckPath"?)
+//   slipway.toml:7:15: "numReplicas" must be an integer from 1 to 32 (got "two")
+//   slipway.toml:2:8: Error while parsing key-value pair: ...  (toml++'s description)
+// A rootDirectory that is not a directory under `dir` is an error at its position. A
+// missing `dir` is kNotFound; an unreadable slipway.toml or Procfile keeps the OS error's
+// code, its message prefixed "cannot read slipway.toml" (or Procfile).
 Result<ProjectConfig> LoadProjectConfig(const std::string& dir, const std::string& fallback_name);
 
 // The same, from text (used by LoadProjectConfig and tests). `filename` prefixes

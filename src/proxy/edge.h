@@ -50,13 +50,17 @@ struct EdgeOptions {
 
 class Edge {
  public:
-  // Binds the listener. kFailedPrecondition "port 8080 is in use (set --http)" etc.
+  // Binds the listener (SO_REUSEADDR; connections queue from here on). Errors:
+  // kFailedPrecondition "cannot listen on 0.0.0.0:8080: address already in use (choose
+  // another with --http)" (also permission denied / address not on this machine);
+  // kInvalidArgument for an address that is not an IP or a port out of range.
   static Result<std::unique_ptr<Edge>> Create(const EdgeOptions& options);
   virtual ~Edge() = default;
 
-  // Starts serving on the option's threads; returns at once.
+  // Starts serving on the option's threads; returns at once. Once per Edge.
   virtual void Start() = 0;
-  // Stops accepting, closes connections, joins threads.
+  // Stops accepting, closes connections (in-flight requests are cut), joins threads and
+  // releases the port. Idempotent; the destructor calls it.
   virtual void Stop() = 0;
   virtual int port() const = 0;
   virtual void Swap(std::shared_ptr<const RouteTable> table) = 0;

@@ -33,7 +33,9 @@
 namespace slipway {
 
 struct ReplicaSpec {
-  std::string command;   // shell command, run as `/bin/sh -c "exec <command>"`
+  // Shell command, run as `/bin/sh -c "exec <command>"` when it is one simple command;
+  // as `/bin/sh -c "<command>"` when `exec` would break it (`cd x && y`, `A=1 y`, `exit 3`).
+  std::string command;
   std::string cwd;       // the release's app directory
   EnvMap env;            // the app's whole environment, PORT included
   std::string log_path;  // appended to
@@ -53,7 +55,9 @@ class Supervisor {
   Supervisor(std::string slipway_exe, Clock& clock);
 
   // Starts a replica and returns once the shim has started the app (app.pid written).
-  // Errors: kInternal when the shim cannot be started, kNotFound for a missing cwd.
+  // Errors: kInternal when the shim cannot be started, kNotFound for a missing cwd,
+  // kInvalidArgument for an empty command, kFailedPrecondition when a replica is still
+  // running in spec.run_dir.
   Result<ReplicaHandle> Start(const ReplicaSpec& spec);
 
   // True while the app is running (shim alive and no exit file).
@@ -64,6 +68,8 @@ class Supervisor {
 
   // SIGTERM to the app's group, then SIGKILL after `grace`; returns when both the app
   // group and the shim are gone. Safe on a replica that already exited.
+  // Waits on processes (here and in Start) run in real time whatever the clock: what
+  // they wait for is the kernel.
   Status Stop(const ReplicaHandle& handle, std::chrono::milliseconds grace);
 
   // Reads a handle back from a run dir (after a server restart). kNotFound when the
@@ -75,13 +81,17 @@ class Supervisor {
   Clock& clock_;
 };
 
-// Entry point of `slipway shim --run-dir D --log F -- CMD`; returns the process exit code.
+// Entry point of `slipway shim --run-dir D --log F [--log-max-bytes N] -- CMD...`
+// (argv[0] the binary, argv[1] "shim"; an argv without "shim" is accepted too). Returns
+// the process exit code: 0 once the app's exit is recorded, 2 for bad arguments, 1 when
+// the app could not be started (reason in run_dir/shim.error). --log-max-bytes (default
+// 32 MiB) is when the log is rotated to "<log>.1".
 int ShimMain(int argc, char** argv);
 
 struct HealthCheckSpec {
-  int port = 0;                 // on 127.0.0.1
-  std::string path;             // "" : a TCP connection being accepted is healthy
-  std::string host_header;      // sent as Host (the service's public host)
+  int port = 0;             // on 127.0.0.1
+  std::string path;         // "" : a TCP connection being accepted is healthy
+  std::string host_header;  // sent as Host (the service's public host)
   std::chrono::seconds timeout{60};
   std::chrono::milliseconds interval{250};
 };
@@ -89,7 +99,12 @@ struct HealthCheckSpec {
 // Polls until the check passes (2xx for a path; accepted connection without one), the
 // timeout passes, or `still_running()` returns false (the app exited).
 // Errors: kDeadlineExceeded "health check /api/health timed out after 30s (last: HTTP 503)",
-//         kUnavailable "app exited with code 1 before its health check passed".
+//         "... (last: connection refused)", or without a path
+//         "health check (port 31337 accepting connections) timed out after 30s";
+//         kUnavailable "app exited before its health check passed" (the caller, which
+//         knows the exit code and the log, adds them).
+// Each attempt has a timeout of min(2s, time left); `clock` times the check and its
+// interval sleeps, so a ManualClock runs it without real waiting.
 Status WaitHealthy(const HealthCheckSpec& spec, Clock& clock,
                    const std::function<bool()>& still_running);
 

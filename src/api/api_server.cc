@@ -1,0 +1,684 @@
+#include "api/api_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <condition_variable>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "common/archive.h"
+#include "common/fs.h"
+#include "common/names.h"
+
+namespace slipway {
+
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using json = nlohmann::json;
+
+int HttpStatusFor(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kOk: return 200;
+    case StatusCode::kInvalidArgument: return 400;
+    case StatusCode::kUnauthenticated: return 401;
+    case StatusCode::kNotFound: return 404;
+    case StatusCode::kAlreadyExists:
+    case StatusCode::kFailedPrecondition: return 409;
+    case StatusCode::kResourceExhausted: return 507;
+    case StatusCode::kUnavailable: return 503;
+    case StatusCode::kDeadlineExceeded: return 504;
+    case StatusCode::kInternal: return 500;
+  }
+  return 500;
+}
+
+Result<std::string> LoadOrCreateToken(const std::string& home) {
+  std::string path = home + "/token";
+  if (PathExists(path)) {
+    ASSIGN_OR_RETURN(std::string token, ReadFile(path));
+    while (!token.empty() && (token.back() == '\n' || token.back() == ' ')) token.pop_back();
+    if (token.size() < 32) {
+      return FailedPrecondition(path + " holds no valid token; delete it to make a new one");
+    }
+    return token;
+  }
+  unsigned char bytes[32];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) return Internal("no randomness for the API token");
+  static const char* kHex = "0123456789abcdef";
+  std::string token;
+  for (unsigned char b : bytes) {
+    token.push_back(kHex[b >> 4]);
+    token.push_back(kHex[b & 15]);
+  }
+  RETURN_IF_ERROR(WriteFileAtomic(path, token + "\n", 0600));
+  return token;
+}
+
+namespace {
+
+constexpr size_t kMaxJsonBody = 1 << 20;
+constexpr auto kHeaderTimeout = std::chrono::seconds(30);
+constexpr auto kUploadTimeout = std::chrono::minutes(10);
+constexpr int kMaxWaitMs = 10'000;
+
+std::string UrlDecode(std::string_view in) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '+') {
+      out.push_back(' ');
+    } else if (in[i] == '%' && i + 2 < in.size() && std::isxdigit(in[i + 1]) &&
+               std::isxdigit(in[i + 2])) {
+      out.push_back(static_cast<char>(std::stoi(std::string(in.substr(i + 1, 2)), nullptr, 16)));
+      i += 2;
+    } else {
+      out.push_back(in[i]);
+    }
+  }
+  return out;
+}
+
+struct ParsedTarget {
+  std::vector<std::string> segments;  // "/v1/projects/x" -> {"v1","projects","x"}
+  std::map<std::string, std::string> query;
+
+  std::string Get(const std::string& key, const std::string& fallback = "") const {
+    auto it = query.find(key);
+    return it == query.end() ? fallback : it->second;
+  }
+  long long GetInt(const std::string& key, long long fallback) const {
+    auto it = query.find(key);
+    if (it == query.end() || it->second.empty()) return fallback;
+    try {
+      return std::stoll(it->second);
+    } catch (...) {
+      return fallback;
+    }
+  }
+};
+
+ParsedTarget ParseTarget(std::string_view target) {
+  ParsedTarget t;
+  auto q = target.find('?');
+  std::string_view path = target.substr(0, q);
+  std::stringstream ps{std::string(path)};
+  std::string seg;
+  while (std::getline(ps, seg, '/')) {
+    if (!seg.empty()) t.segments.push_back(UrlDecode(seg));
+  }
+  if (q != std::string_view::npos) {
+    std::stringstream qs{std::string(target.substr(q + 1))};
+    std::string kv;
+    while (std::getline(qs, kv, '&')) {
+      auto eq = kv.find('=');
+      if (eq == std::string::npos) {
+        t.query[UrlDecode(kv)] = "";
+      } else {
+        t.query[UrlDecode(kv.substr(0, eq))] = UrlDecode(kv.substr(eq + 1));
+      }
+    }
+  }
+  return t;
+}
+
+struct Reply {
+  int status = 200;
+  json body;
+};
+
+Reply Error(const Status& st) {
+  return Reply{HttpStatusFor(st), json{{"error", st.message()}, {"code", StatusCodeName(st.code())}}};
+}
+
+// Runs one async operation on a connection's own io_context, so the handler code
+// reads sequentially while the stream's deadline still applies.
+template <typename Start>
+beast::error_code Await(asio::io_context& ioc, Start&& start) {
+  beast::error_code result;
+  start([&](beast::error_code ec, size_t) { result = ec; });
+  ioc.restart();
+  ioc.run();
+  return result;
+}
+
+// Reads log text from `offset` (at most 1 MiB), returning whole lines only.
+std::pair<std::string, uint64_t> ReadFrom(const std::string& path, uint64_t offset) {
+  FILE* f = fopen(path.c_str(), "rb");
+  if (f == nullptr) return {"", offset};
+  fseek(f, 0, SEEK_END);
+  uint64_t size = static_cast<uint64_t>(ftell(f));
+  if (offset > size) offset = 0;  // the file was rotated
+  uint64_t len = std::min<uint64_t>(size - offset, 1 << 20);
+  std::string data(len, '\0');
+  fseek(f, static_cast<long>(offset), SEEK_SET);
+  size_t n = fread(data.data(), 1, len, f);
+  fclose(f);
+  data.resize(n);
+  auto last_nl = data.rfind('\n');
+  if (last_nl == std::string::npos) return {"", offset};
+  data.resize(last_nl + 1);
+  return {data, offset + data.size()};
+}
+
+uint64_t FileSize(const std::string& path) {
+  std::error_code ec;
+  auto size = std::filesystem::file_size(path, ec);
+  return ec ? 0 : size;
+}
+
+class ApiServerImpl final : public ApiServer {
+ public:
+  ApiServerImpl(ApiOptions options, Store& store, DeployEngine& engine, int listen_fd, int port)
+      : options_(std::move(options)),
+        store_(store),
+        engine_(engine),
+        listen_fd_(listen_fd),
+        port_(port) {}
+
+  ~ApiServerImpl() override { Stop(); }
+
+  void Start() override {
+    acceptor_ = std::thread([this] { AcceptLoop(); });
+  }
+
+  void Stop() override {
+    if (stopping_.exchange(true)) return;
+    shutdown(listen_fd_, SHUT_RDWR);
+    if (acceptor_.joinable()) acceptor_.join();
+    close(listen_fd_);
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(15), [this] { return active_ == 0; });
+  }
+
+  int port() const override { return port_; }
+
+ private:
+  void AcceptLoop() {
+    while (!stopping_.load()) {
+      int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (stopping_.load()) return;
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EMFILE || errno == ENFILE) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          continue;
+        }
+        if (errno == EINVAL) return;  // shut down
+        continue;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (active_ >= options_.max_connections) {
+          static const char kBusy[] =
+              "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+          (void)!write(fd, kBusy, sizeof(kBusy) - 1);
+          close(fd);
+          continue;
+        }
+        active_++;
+      }
+      std::thread([this, fd] {
+        Serve(fd);
+        std::lock_guard<std::mutex> lock(mu_);
+        active_--;
+        cv_.notify_all();
+      }).detach();
+    }
+  }
+
+  void Serve(int fd) {
+    asio::io_context ioc;
+    beast::tcp_stream stream(ioc);
+    beast::error_code ec;
+    stream.socket().assign(tcp::v4(), fd, ec);
+    if (ec) {
+      close(fd);
+      return;
+    }
+    beast::flat_buffer buffer;
+    // One request per connection: the CLI opens a fresh one per call.
+    http::request_parser<http::empty_body> header_parser;
+    header_parser.header_limit(64 * 1024);
+    header_parser.body_limit(options_.max_upload_bytes);
+    stream.expires_after(kHeaderTimeout);
+    ec = Await(ioc, [&](auto handler) {
+      http::async_read_header(stream, buffer, header_parser, handler);
+    });
+    if (ec) {
+      if (ec == http::error::header_limit) {
+        Send(ioc, stream, 431, json{{"error", "request headers too large"}}, false);
+      } else if (ec != beast::error::timeout && ec != http::error::end_of_stream) {
+        Send(ioc, stream, 400, json{{"error", "malformed request: " + ec.message()}}, false);
+      }
+      return;
+    }
+    const auto& header = header_parser.get();
+    std::string target(header.target());
+    ParsedTarget t = ParseTarget(target);
+    bool is_health = header.method() == http::verb::get && t.segments.size() == 2 &&
+                     t.segments[0] == "v1" && t.segments[1] == "health";
+    if (!is_health && !Authorized(header)) {
+      Send(ioc, stream, 401,
+           json{{"error", "missing or wrong API token"}, {"code", "UNAUTHENTICATED"}}, false);
+      return;
+    }
+
+    Reply reply;
+    if (header.method() == http::verb::post && t.segments == std::vector<std::string>{"v1", "deploy"}) {
+      reply = HandleUpload(ioc, stream, buffer, header_parser, t);
+    } else {
+      http::request_parser<http::string_body> parser(std::move(header_parser));
+      parser.body_limit(kMaxJsonBody);
+      stream.expires_after(kHeaderTimeout);
+      ec = Await(ioc, [&](auto handler) { http::async_read(stream, buffer, parser, handler); });
+      if (ec) {
+        if (ec == http::error::body_limit) {
+          Send(ioc, stream, 413, json{{"error", "request body larger than 1 MiB"}}, false);
+        }
+        return;
+      }
+      reply = Route(parser.get().method(), t, parser.get().body());
+    }
+    Send(ioc, stream, reply.status, reply.body, false);
+  }
+
+  bool Authorized(const http::request_header<>& header) const {
+    auto it = header.find(http::field::authorization);
+    if (it == header.end()) return false;
+    std::string_view value = it->value();
+    const std::string_view prefix = "Bearer ";
+    if (value.substr(0, prefix.size()) != prefix) return false;
+    std::string_view given = value.substr(prefix.size());
+    return given.size() == options_.token.size() &&
+           CRYPTO_memcmp(given.data(), options_.token.data(), given.size()) == 0;
+  }
+
+  void Send(asio::io_context& ioc, beast::tcp_stream& stream, int status, const json& body,
+            bool keep_alive) {
+    http::response<http::string_body> res{static_cast<http::status>(status), 11};
+    res.set(http::field::content_type, "application/json");
+    res.set(http::field::server, "slipway");
+    res.body() = body.dump() + "\n";
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    stream.expires_after(std::chrono::seconds(30));
+    Await(ioc, [&](auto handler) { http::async_write(stream, res, handler); });
+    beast::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  Reply HandleUpload(asio::io_context& ioc, beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                     http::request_parser<http::empty_body>& header_parser,
+                     const ParsedTarget& t) {
+    std::string project = t.Get("project");
+    if (project.empty()) return Error(InvalidArgument("the deploy names no project"));
+    unsigned char rnd[8];
+    RAND_bytes(rnd, sizeof(rnd));
+    char id[32];
+    std::snprintf(id, sizeof(id), "%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
+                  rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    std::string base = options_.home + "/uploads/" + id;
+    std::string archive_path = base + ".tar.gz";
+
+    http::request_parser<http::file_body> parser(std::move(header_parser));
+    parser.body_limit(options_.max_upload_bytes);
+    beast::error_code ec;
+    parser.get().body().open(archive_path.c_str(), beast::file_mode::write, ec);
+    if (ec) return Error(ErrnoStatus("cannot store the upload in " + archive_path, ec.value()));
+    stream.expires_after(kUploadTimeout);
+    ec = Await(ioc, [&](auto handler) { http::async_read(stream, buffer, parser, handler); });
+    parser.get().body().close();
+    if (ec) {
+      (void)RemoveTree(archive_path);
+      if (ec == http::error::body_limit) {
+        return Reply{413, json{{"error", "the upload is larger than " +
+                                             std::to_string(options_.max_upload_bytes >> 20) +
+                                             " MiB"}}};
+      }
+      if (ec.value() == ENOSPC) {
+        return Error(ResourceExhausted("disk full while receiving the upload in " +
+                                       options_.home + "; free space and deploy again"));
+      }
+      return Error(InvalidArgument("the upload did not arrive whole: " + ec.message()));
+    }
+    Status unpacked = UnpackArchive(archive_path, base, options_.max_upload_bytes * 4);
+    (void)RemoveTree(archive_path);
+    if (!unpacked.ok()) {
+      (void)RemoveTree(base);
+      return Error(unpacked);
+    }
+    DeployRequest request;
+    request.project = project;
+    request.environment = t.Get("env", "production");
+    request.source_dir = base;
+    std::string only = t.Get("service");
+    if (!only.empty()) request.only_services.push_back(only);
+    // Deploy() owns the directory from here: it is removed when no deploy needs it.
+    auto accepted = engine_.Deploy(request);
+    if (!accepted.ok()) return Error(accepted.status());
+    json out;
+    out["project"] = accepted->project;
+    out["environment"] = request.environment;
+    out["warnings"] = accepted->warnings;
+    out["deployments"] = json::array();
+    for (size_t i = 0; i < accepted->deployments.size(); ++i) {
+      const auto& dep = accepted->deployments[i];
+      out["deployments"].push_back(
+          {{"id", dep.id},
+           {"service", accepted->service_names[i]},
+           {"status", dep.status},
+           {"url", engine_.ServiceUrl(accepted->project, request.environment,
+                                      accepted->service_names[i])}});
+    }
+    return Reply{202, out};
+  }
+
+  Reply Route(http::verb method, const ParsedTarget& t, const std::string& /*body*/) {
+    const auto& s = t.segments;
+    if (s.size() < 2 || s[0] != "v1") return Error(NotFound("no such API route"));
+    if (method != http::verb::get) return Error(NotFound("no such API route"));
+    if (s.size() == 2 && s[1] == "health") {
+      return Reply{200, json{{"ok", true}, {"service", "slipway"}}};
+    }
+    if (s.size() == 3 && s[1] == "deployments") return GetDeployment(s[2], t);
+    if (s.size() == 2 && s[1] == "projects") return ListProjects();
+    if (s.size() == 4 && s[1] == "projects") {
+      if (s[3] == "status") return ProjectStatus(s[2], t);
+      if (s[3] == "deployments") return ListDeployments(s[2], t);
+      if (s[3] == "logs") return Logs(s[2], t);
+    }
+    return Error(NotFound("no such API route"));
+  }
+
+  // ---- handlers ---------------------------------------------------------------
+
+  Result<json> DeploymentJson(const DeploymentRecord& dep) {
+    ASSIGN_OR_RETURN(ServiceRecord svc, store_.GetService(dep.service_id));
+    ASSIGN_OR_RETURN(EnvironmentRecord env, store_.GetEnvironmentById(svc.environment_id));
+    std::string project;
+    ASSIGN_OR_RETURN(auto projects, store_.ListProjects());
+    for (const auto& p : projects) {
+      if (p.id == svc.project_id) project = p.name;
+    }
+    return json{{"id", dep.id},
+                {"service", svc.name},
+                {"project", project},
+                {"environment", env.name},
+                {"status", dep.status},
+                {"error", dep.error},
+                {"source", dep.source},
+                {"release_id", dep.release_id},
+                {"active", svc.active_deployment_id == dep.id},
+                {"url", engine_.ServiceUrl(project, env.name, svc.name)},
+                {"created_at", dep.created_at},
+                {"finished_at", dep.finished_at}};
+  }
+
+  static bool Finished(const std::string& status) {
+    return status != kQueued && status != kBuilding && status != kDeploying;
+  }
+
+  Reply GetDeployment(const std::string& id_text, const ParsedTarget& t) {
+    int64_t id = 0;
+    try {
+      id = std::stoll(id_text);
+    } catch (...) {
+      return Error(InvalidArgument("\"" + id_text + "\" is not a deployment id"));
+    }
+    uint64_t offset = static_cast<uint64_t>(std::max(0LL, t.GetInt("log_offset", 0)));
+    long long wait_ms = std::clamp(t.GetInt("wait_ms", 0), 0LL, static_cast<long long>(kMaxWaitMs));
+    std::string log_path = engine_.BuildLogPath(id);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+    while (true) {
+      auto dep = store_.GetDeployment(id);
+      if (!dep.ok()) return Error(dep.status());
+      bool news = FileSize(log_path) > offset || Finished(dep->status);
+      if (news || std::chrono::steady_clock::now() >= deadline || stopping_.load()) {
+        auto out = DeploymentJson(*dep);
+        if (!out.ok()) return Error(out.status());
+        auto [text, next] = ReadFrom(log_path, offset);
+        (*out)["log"] = text;
+        (*out)["log_offset"] = next;
+        (*out)["finished"] = Finished(dep->status);
+        return Reply{200, *out};
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+
+  Result<json> ServicesJson(const std::string& project, const std::string& env) {
+    ASSIGN_OR_RETURN(auto services, engine_.ProjectStatus(project, env));
+    json out = json::array();
+    for (const auto& s : services) {
+      json replicas = json::array();
+      for (const auto& r : s.replicas) {
+        replicas.push_back({{"index", r.index},
+                            {"port", r.port},
+                            {"state", r.state},
+                            {"restarts", r.restarts},
+                            {"pid", r.pid}});
+      }
+      out.push_back({{"name", s.name},
+                     {"project", s.project},
+                     {"environment", s.environment},
+                     {"url", s.url},
+                     {"kind", s.kind},
+                     {"active_deployment_id", s.active_deployment_id},
+                     {"active_status", s.active_status},
+                     {"latest_deployment_id", s.latest_deployment_id},
+                     {"latest_status", s.latest_status},
+                     {"health", s.health},
+                     {"replicas", replicas}});
+    }
+    return out;
+  }
+
+  Reply ListProjects() {
+    auto projects = store_.ListProjects();
+    if (!projects.ok()) return Error(projects.status());
+    json out = json::array();
+    for (const auto& p : *projects) {
+      auto services = ServicesJson(p.name, "production");
+      out.push_back({{"name", p.name}, {"services", services.ok() ? *services : json::array()}});
+    }
+    return Reply{200, json{{"projects", out}}};
+  }
+
+  Reply ProjectStatus(const std::string& project, const ParsedTarget& t) {
+    auto services = ServicesJson(project, t.Get("env", "production"));
+    if (!services.ok()) return Error(NotDeployed(project, services.status()));
+    return Reply{200, json{{"project", project}, {"services", *services}}};
+  }
+
+  Status NotDeployed(const std::string& project, const Status& st) {
+    if (st.code() != StatusCode::kNotFound) return st;
+    return NotFound("project \"" + project +
+                    "\" has not been deployed yet; run `slipway up` in its directory");
+  }
+
+  // The service a request names, or the project's only service.
+  Result<ServiceRecord> ResolveService(const std::string& project_name, const ParsedTarget& t) {
+    auto project = store_.GetProject(project_name);
+    if (!project.ok()) return NotDeployed(project_name, project.status());
+    std::string env_name = t.Get("env", "production");
+    auto env = store_.GetEnvironment(project->id, env_name);
+    if (!env.ok()) {
+      return NotFound("project \"" + project_name + "\" has no environment \"" + env_name + "\"");
+    }
+    ASSIGN_OR_RETURN(auto services, store_.ListServices(env->id));
+    std::string name = t.Get("service");
+    std::string names;
+    for (const auto& s : services) {
+      if (s.name == name) return s;
+      names += (names.empty() ? "" : ", ") + s.name;
+    }
+    if (name.empty() && services.size() == 1) return services.front();
+    if (name.empty()) {
+      return InvalidArgument("project \"" + project_name + "\" has several services (" + names +
+                             "): name one");
+    }
+    return NotFound("project \"" + project_name + "\" has no service \"" + name +
+                    "\" (services: " + names + ")");
+  }
+
+  Reply ListDeployments(const std::string& project_name, const ParsedTarget& t) {
+    auto project = store_.GetProject(project_name);
+    if (!project.ok()) return Error(NotDeployed(project_name, project.status()));
+    std::vector<ServiceRecord> services;
+    if (!t.Get("service").empty()) {
+      auto svc = ResolveService(project_name, t);
+      if (!svc.ok()) return Error(svc.status());
+      services.push_back(*svc);
+    } else {
+      auto env = store_.GetEnvironment(project->id, t.Get("env", "production"));
+      if (!env.ok()) return Error(env.status());
+      auto all = store_.ListServices(env->id);
+      if (!all.ok()) return Error(all.status());
+      services = *all;
+    }
+    int limit = static_cast<int>(std::clamp(t.GetInt("limit", 20), 1LL, 1000LL));
+    std::vector<json> rows;
+    for (const auto& svc : services) {
+      auto deps = store_.ListDeployments(svc.id, limit);
+      if (!deps.ok()) return Error(deps.status());
+      for (const auto& d : *deps) {
+        auto j = DeploymentJson(d);
+        if (j.ok()) rows.push_back(*j);
+      }
+    }
+    std::sort(rows.begin(), rows.end(),
+              [](const json& a, const json& b) { return a["id"].get<int64_t>() > b["id"].get<int64_t>(); });
+    if (rows.size() > static_cast<size_t>(limit)) rows.resize(static_cast<size_t>(limit));
+    return Reply{200, json{{"deployments", rows}}};
+  }
+
+  Reply Logs(const std::string& project_name, const ParsedTarget& t) {
+    auto svc = ResolveService(project_name, t);
+    if (!svc.ok()) return Error(svc.status());
+    int64_t deployment_id = t.GetInt("deployment", 0);
+    bool build = t.Get("build") == "1" || t.Get("build") == "true";
+    if (deployment_id == 0) {
+      if (!build && svc->active_deployment_id != 0) {
+        deployment_id = svc->active_deployment_id;
+      } else {
+        auto latest = store_.ListDeployments(svc->id, 1);
+        if (!latest.ok()) return Error(latest.status());
+        if (latest->empty()) return Error(NotFound("service \"" + svc->name + "\" has no deployments"));
+        deployment_id = latest->front().id;
+      }
+    }
+    auto dep = store_.GetDeployment(deployment_id);
+    if (!dep.ok()) return Error(dep.status());
+    std::vector<std::string> files;
+    if (build) {
+      files.push_back(engine_.BuildLogPath(deployment_id));
+    } else {
+      files = engine_.ReplicaLogPaths(deployment_id);
+    }
+    size_t max_lines = static_cast<size_t>(std::clamp(t.GetInt("lines", 100), 1LL, 10000LL));
+    std::string cursor_text = t.Get("cursor");
+    std::vector<uint64_t> offsets;
+    {
+      std::stringstream cs(cursor_text);
+      std::string part;
+      while (std::getline(cs, part, ',')) {
+        try {
+          offsets.push_back(std::stoull(part));
+        } catch (...) {
+          offsets.push_back(0);
+        }
+      }
+    }
+    std::vector<std::string> lines;
+    json next = json::array();
+    std::string next_cursor;
+    for (size_t i = 0; i < files.size(); ++i) {
+      uint64_t end = FileSize(files[i]);
+      if (cursor_text.empty()) {
+        auto tail = TailLines(files[i], max_lines);
+        if (tail.ok()) lines.insert(lines.end(), tail->begin(), tail->end());
+      } else {
+        uint64_t from = i < offsets.size() ? offsets[i] : 0;
+        auto [text, upto] = ReadFrom(files[i], from);
+        end = upto;
+        std::stringstream ls(text);
+        std::string line;
+        while (std::getline(ls, line)) lines.push_back(line);
+      }
+      next_cursor += (i ? "," : "") + std::to_string(end);
+    }
+    // Runtime lines start with an ISO timestamp, so sorting merges replicas in time order.
+    if (!build && files.size() > 1) std::stable_sort(lines.begin(), lines.end());
+    if (cursor_text.empty() && lines.size() > max_lines) {
+      lines.erase(lines.begin(), lines.end() - static_cast<long>(max_lines));
+    }
+    return Reply{200, json{{"deployment_id", deployment_id},
+                           {"service", svc->name},
+                           {"status", dep->status},
+                           {"finished", Finished(dep->status)},
+                           {"lines", lines},
+                           {"cursor", next_cursor}}};
+  }
+
+  ApiOptions options_;
+  Store& store_;
+  DeployEngine& engine_;
+  int listen_fd_;
+  int port_;
+  std::thread acceptor_;
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int active_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ApiServer>> ApiServer::Create(ApiOptions options, Store& store,
+                                                     DeployEngine& engine) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ErrnoStatus("socket", errno);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(options.port));
+  std::string where = options.address + ":" + std::to_string(options.port);
+  if (inet_pton(AF_INET, options.address.c_str(), &addr.sin_addr) != 1) {
+    close(fd);
+    return InvalidArgument("API address \"" + options.address + "\" is not an IPv4 address");
+  }
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd, 128) != 0) {
+    int e = errno;
+    close(fd);
+    if (e == EADDRINUSE) {
+      return FailedPrecondition("cannot listen on " + where +
+                                ": address already in use (is another slipway server running? "
+                                "choose another with --api)");
+    }
+    return ErrnoStatus("cannot listen on " + where, e);
+  }
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);
+  return std::unique_ptr<ApiServer>(
+      new ApiServerImpl(std::move(options), store, engine, fd, port));
+}
+
+}  // namespace slipway

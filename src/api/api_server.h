@@ -1,0 +1,59 @@
+#pragma once
+
+// ApiServer: the control API, JSON over HTTP on a loopback address. The CLI (and
+// any dashboard) use only this. Every route but GET /v1/health needs
+// `Authorization: Bearer <token>`.
+//
+//   GET  /v1/health                              liveness, no token
+//   POST /v1/deploy?project=P&env=E&service=S     body: gzip'd tar of the app dir
+//   GET  /v1/deployments/ID?log_offset=N&wait_ms=M   status + build log from offset
+//                                                 (long-polls up to wait_ms for news)
+//   GET  /v1/projects                             every project with its services
+//   GET  /v1/projects/P/status?env=E
+//   GET  /v1/projects/P/deployments?service=S&env=E&limit=N
+//   GET  /v1/projects/P/logs?service=S&env=E&build=1&deployment=ID&lines=N&cursor=C
+//
+// Errors are {"error": "<one actionable line>", "code": "NOT_FOUND"} with the HTTP
+// status from HttpStatusFor().
+//
+// Threading: one acceptor thread; each connection is served on its own thread, at
+// most `max_connections` at once (more are answered 503). Requests are bounded:
+// headers 64 KiB, JSON bodies 1 MiB, uploads `max_upload_bytes`, and time.
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "deploy/engine.h"
+#include "store/store.h"
+
+namespace slipway {
+
+struct ApiOptions {
+  std::string address = "127.0.0.1";
+  int port = 7788;
+  std::string token;
+  std::string home;
+  uint64_t max_upload_bytes = 512ull << 20;
+  int max_connections = 64;
+};
+
+// The one mapping from Status to HTTP status codes.
+int HttpStatusFor(const Status& status);
+
+// Reads <home>/token, creating it (32 random bytes, hex, mode 0600) on first start.
+Result<std::string> LoadOrCreateToken(const std::string& home);
+
+class ApiServer {
+ public:
+  // Binds the listener: kFailedPrecondition naming the address when it is taken.
+  static Result<std::unique_ptr<ApiServer>> Create(ApiOptions options, Store& store,
+                                                   DeployEngine& engine);
+  virtual ~ApiServer() = default;
+  virtual void Start() = 0;
+  virtual void Stop() = 0;  // stops accepting and waits for open requests to finish
+  virtual int port() const = 0;
+};
+
+}  // namespace slipway

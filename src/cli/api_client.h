@@ -1,0 +1,43 @@
+#pragma once
+
+// ApiClient: the CLI's side of the control API. Finds the daemon (SLIPWAY_URL, else
+// http://127.0.0.1:7788) and the token (SLIPWAY_TOKEN, else <home>/token), and turns
+// every failure into one line a user can act on.
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "common/status.h"
+
+namespace slipway {
+
+// The data dir: SLIPWAY_HOME, else ~/.slipway.
+std::string SlipwayHome();
+
+class ApiClient {
+ public:
+  static Result<ApiClient> FromEnvironment();
+
+  // Calls the API. Errors: kUnavailable "cannot reach the Slipway daemon at ... (is
+  // `slipway server` running?)", kUnauthenticated naming where the token came from,
+  // else the API's own error message.
+  Result<nlohmann::json> Get(const std::string& target, int timeout_ms = 30'000) const;
+  Result<nlohmann::json> Post(const std::string& target, const std::string& body,
+                              const std::string& content_type, int timeout_ms) const;
+
+  const std::string& url() const { return url_; }
+
+ private:
+  Result<nlohmann::json> Call(const std::string& method, const std::string& target,
+                              const std::string& body, const std::string& content_type,
+                              int timeout_ms) const;
+  std::string url_;
+  std::string host_;
+  int port_ = 0;
+  std::string token_;
+  std::string token_source_;
+};
+
+std::string UrlEncode(const std::string& s);
+
+}  // namespace slipway

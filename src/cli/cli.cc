@@ -1,0 +1,382 @@
+#include "cli/cli.h"
+
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "build/builder.h"
+#include "cli/api_client.h"
+#include "cli/server_command.h"
+#include "common/archive.h"
+#include "common/clock.h"
+#include "common/fs.h"
+#include "common/names.h"
+#include "config/config.h"
+
+namespace slipway {
+
+namespace {
+
+using json = nlohmann::json;
+
+constexpr uint64_t kMaxUploadBytes = 512ull << 20;
+
+int PrintError(const Status& st) {
+  std::fprintf(stderr, "error: %s\n", st.message().c_str());
+  return 1;
+}
+
+std::string BaseName(const std::string& dir) {
+  std::filesystem::path p = std::filesystem::path(AbsolutePath(dir)).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();  // "/x/app/" names "app"
+  return p.filename().string();
+}
+
+// The project a command acts on: --project, else the config's name in `dir`.
+Result<std::string> ResolveProject(const std::string& flag, const std::string& dir) {
+  if (!flag.empty()) return flag;
+  ASSIGN_OR_RETURN(ProjectConfig config, LoadProjectConfig(dir, BaseName(dir)));
+  return config.name;
+}
+
+bool LooksLikeAppDir(const std::string& dir) {
+  for (const char* f : {"slipway.toml", "Procfile", "requirements.txt", "pyproject.toml",
+                        "package.json", "index.html"}) {
+    if (PathExists(dir + "/" + f)) return true;
+  }
+  return false;
+}
+
+std::string FormatTime(int64_t unix_millis) {
+  if (unix_millis <= 0) return "-";
+  std::string t = FormatTimestamp(unix_millis);  // 2026-11-21T23:31:53.123Z
+  return t.substr(0, 10) + " " + t.substr(11, 8);
+}
+
+std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+void PrintTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (widths.size() <= i) widths.push_back(0);
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+    }
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+// ---- up ---------------------------------------------------------------------
+
+struct UpOptions {
+  std::string dir = ".";
+  std::string service;
+  std::string env = "production";
+  bool detach = false;
+};
+
+// Follows one deployment until it finishes, printing its build log and progress.
+// Returns the final deployment JSON.
+Result<json> FollowDeployment(const ApiClient& client, int64_t id, const std::string& label) {
+  uint64_t offset = 0;
+  std::string last_status;
+  while (true) {
+    ASSIGN_OR_RETURN(json dep, client.Get("/v1/deployments/" + std::to_string(id) +
+                                              "?wait_ms=5000&log_offset=" + std::to_string(offset),
+                                          20'000));
+    std::string log = dep.value("log", "");
+    if (!log.empty()) {
+      std::fwrite(log.data(), 1, log.size(), stdout);
+      std::fflush(stdout);
+    }
+    offset = dep.value("log_offset", offset);
+    std::string status = dep.value("status", "");
+    if (status != last_status) {
+      if (status == "DEPLOYING") {
+        std::printf("==> %s: starting the release and waiting for its health check\n",
+                    label.c_str());
+        std::fflush(stdout);
+      }
+      last_status = status;
+    }
+    if (dep.value("finished", false)) return dep;
+  }
+}
+
+int Up(const UpOptions& opts) {
+  std::string dir = AbsolutePath(opts.dir);
+  if (!IsDirectory(dir)) return PrintError(NotFound(opts.dir + " is not a directory"));
+  auto config = LoadProjectConfig(dir, BaseName(dir));
+  if (!config.ok()) return PrintError(config.status());
+  for (const auto& w : config->warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  bool found_service = opts.service.empty();
+  for (const auto& svc : config->services) {
+    if (!opts.service.empty() && svc.name != opts.service) continue;
+    found_service = true;
+    std::string root = AbsolutePath(dir + "/" + svc.root_directory);
+    if (!IsDirectory(root)) {
+      return PrintError(InvalidArgument("service \"" + svc.name + "\": rootDirectory \"" +
+                                        svc.root_directory + "\" is not a directory in " + dir));
+    }
+    auto plan = DetectBuildPlan(root, svc);
+    if (!plan.ok()) return PrintError(plan.status());
+  }
+  if (!found_service) {
+    return PrintError(NotFound("no service named \"" + opts.service + "\" in " + dir));
+  }
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto packed = PackDirectory(dir, DefaultArchiveExcludes(), kMaxUploadBytes);
+  if (!packed.ok()) return PrintError(packed.status());
+  std::printf("==> Uploading %s (%.1f KiB) to %s\n", dir.c_str(), packed->size() / 1024.0,
+              client->url().c_str());
+  std::fflush(stdout);
+  std::string target = "/v1/deploy?project=" + UrlEncode(config->name) +
+                       "&env=" + UrlEncode(opts.env);
+  if (!opts.service.empty()) target += "&service=" + UrlEncode(opts.service);
+  auto accepted = client->Post(target, *packed, "application/gzip", 600'000);
+  if (!accepted.ok()) return PrintError(accepted.status());
+  for (const auto& w : (*accepted)["warnings"]) {
+    std::fprintf(stderr, "warning: %s\n", w.get<std::string>().c_str());
+  }
+  const json& deployments = (*accepted)["deployments"];
+  if (opts.detach) {
+    for (const auto& d : deployments) {
+      std::printf("%s: deployment %lld queued; follow it with `slipway deployments %s`; URL %s\n",
+                  d["service"].get<std::string>().c_str(), d["id"].get<long long>(),
+                  d["service"].get<std::string>().c_str(), d["url"].get<std::string>().c_str());
+    }
+    return 0;
+  }
+  int failures = 0;
+  std::vector<std::string> live;
+  for (const auto& d : deployments) {
+    std::string service = d["service"];
+    std::printf("==> %s: deployment %lld\n", service.c_str(), d["id"].get<long long>());
+    std::fflush(stdout);
+    auto done = FollowDeployment(*client, d["id"].get<int64_t>(), service);
+    if (!done.ok()) return PrintError(done.status());
+    std::string status = (*done)["status"];
+    if (status == "ACTIVE") {
+      live.push_back(service + " is live at " + (*done)["url"].get<std::string>());
+    } else {
+      failures++;
+      std::fprintf(stderr, "error: %s: deployment %lld %s: %s\n", service.c_str(),
+                   d["id"].get<long long>(), status.c_str(),
+                   (*done)["error"].get<std::string>().c_str());
+    }
+  }
+  for (const auto& l : live) std::printf("%s\n", l.c_str());
+  return failures == 0 ? 0 : 1;
+}
+
+// ---- status / deployments / logs -------------------------------------------
+
+void PrintServices(const std::string& project, const json& services) {
+  std::printf("Project %s\n", project.c_str());
+  std::vector<std::vector<std::string>> rows = {
+      {"SERVICE", "DEPLOYMENT", "STATUS", "REPLICAS", "HEALTH", "URL"}};
+  std::vector<std::string> notes;
+  for (const auto& s : services) {
+    long long active = s.value("active_deployment_id", 0LL);
+    int running = 0, total = 0;
+    for (const auto& r : s["replicas"]) {
+      total++;
+      if (r.value("state", "") == "running") running++;
+    }
+    std::string kind = s.value("kind", "");
+    std::string replicas = kind == "static" ? "static" : std::to_string(running) + "/" +
+                                                             std::to_string(total);
+    rows.push_back({s.value("name", ""), active ? "#" + std::to_string(active) : "-",
+                    active ? s.value("active_status", "") : "NOT DEPLOYED", replicas,
+                    s.value("health", ""), s.value("url", "")});
+    long long latest = s.value("latest_deployment_id", 0LL);
+    if (latest != 0 && latest != active) {
+      notes.push_back("  " + s.value("name", "") + ": latest deployment #" +
+                      std::to_string(latest) + " is " + s.value("latest_status", ""));
+    }
+  }
+  PrintTable(rows);
+  for (const auto& n : notes) std::printf("%s\n", n.c_str());
+}
+
+int StatusCommand(const std::string& project_flag, const std::string& env) {
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  std::string dir = ".";
+  bool in_app = !project_flag.empty() || LooksLikeAppDir(dir);
+  if (in_app) {
+    auto project = ResolveProject(project_flag, dir);
+    if (!project.ok()) return PrintError(project.status());
+    auto res = client->Get("/v1/projects/" + UrlEncode(*project) + "/status?env=" + UrlEncode(env));
+    if (!res.ok()) return PrintError(res.status());
+    PrintServices(*project, (*res)["services"]);
+    return 0;
+  }
+  auto res = client->Get("/v1/projects");
+  if (!res.ok()) return PrintError(res.status());
+  if ((*res)["projects"].empty()) {
+    std::printf("No projects yet: run `slipway up` in an app directory.\n");
+    return 0;
+  }
+  bool first = true;
+  for (const auto& p : (*res)["projects"]) {
+    if (!first) std::printf("\n");
+    first = false;
+    PrintServices(p["name"], p["services"]);
+  }
+  return 0;
+}
+
+int DeploymentsCommand(const std::string& project_flag, const std::string& env,
+                       const std::string& service, int limit) {
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto project = ResolveProject(project_flag, ".");
+  if (!project.ok()) return PrintError(project.status());
+  std::string target = "/v1/projects/" + UrlEncode(*project) + "/deployments?env=" +
+                       UrlEncode(env) + "&limit=" + std::to_string(limit);
+  if (!service.empty()) target += "&service=" + UrlEncode(service);
+  auto res = client->Get(target);
+  if (!res.ok()) return PrintError(res.status());
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "SERVICE", "STATUS", "CREATED", "SOURCE", "DETAIL"}};
+  for (const auto& d : (*res)["deployments"]) {
+    std::string status = d.value("status", "");
+    if (d.value("active", false) && status == "ACTIVE") status = "ACTIVE *";
+    rows.push_back({std::to_string(d.value("id", 0LL)), d.value("service", ""), status,
+                    FormatTime(d.value("created_at", 0LL)), d.value("source", ""),
+                    FirstLine(d.value("error", ""))});
+  }
+  if (rows.size() == 1) {
+    std::printf("No deployments yet.\n");
+    return 0;
+  }
+  PrintTable(rows);
+  return 0;
+}
+
+struct LogsOptions {
+  std::string project;
+  std::string env = "production";
+  std::string service;
+  bool build = false;
+  bool follow = false;
+  std::string filter;
+  int lines = 100;
+  long long deployment = 0;
+};
+
+volatile std::sig_atomic_t g_interrupted = 0;
+
+int LogsCommand(const LogsOptions& opts) {
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto project = ResolveProject(opts.project, ".");
+  if (!project.ok()) return PrintError(project.status());
+  std::string base = "/v1/projects/" + UrlEncode(*project) + "/logs?env=" + UrlEncode(opts.env) +
+                     "&lines=" + std::to_string(opts.lines);
+  if (!opts.service.empty()) base += "&service=" + UrlEncode(opts.service);
+  if (opts.build) base += "&build=1";
+  if (opts.deployment) base += "&deployment=" + std::to_string(opts.deployment);
+  std::string cursor;
+  bool first = true;
+  std::signal(SIGINT, [](int) { g_interrupted = 1; });
+  while (!g_interrupted) {
+    std::string target = base;
+    if (!first) target += "&cursor=" + UrlEncode(cursor);
+    auto res = client->Get(target);
+    if (!res.ok()) return PrintError(res.status());
+    if (first && !opts.follow && (*res)["lines"].empty()) {
+      std::fprintf(stderr, "(no %s log lines yet for deployment %lld)\n",
+                   opts.build ? "build" : "runtime", (*res)["deployment_id"].get<long long>());
+    }
+    for (const auto& line : (*res)["lines"]) {
+      const std::string& text = line.get_ref<const std::string&>();
+      if (!opts.filter.empty() && text.find(opts.filter) == std::string::npos) continue;
+      std::printf("%s\n", text.c_str());
+    }
+    std::fflush(stdout);
+    cursor = (*res)["cursor"];
+    first = false;
+    if (!opts.follow) break;
+    if (opts.build && (*res)["finished"].get<bool>() && (*res)["lines"].empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  return 0;
+}
+
+std::string ProgramName() { return "slipway"; }
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  CLI::App app{"Slipway: push code, see it live, safely — on your own machine.", ProgramName()};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show help for every command");
+
+  ServerOptions server_opts;
+  auto* server = app.add_subcommand("server", "Run the Slipway daemon in the foreground");
+  server->add_option("--http", server_opts.http, "Edge HTTP listen address [:8080]");
+  server->add_option("--https", server_opts.https, "Edge HTTPS listen address (not yet available)");
+  server->add_option("--api", server_opts.api, "Control API listen address [127.0.0.1:7788]");
+  server->add_option("--edge-threads", server_opts.edge_threads, "Edge proxy threads [1]");
+
+  UpOptions up_opts;
+  auto* up = app.add_subcommand("up", "Build and deploy an app directory");
+  up->add_option("dir", up_opts.dir, "App directory [.]");
+  up->add_option("--service,-s", up_opts.service, "Deploy only this service");
+  up->add_option("--env,-e", up_opts.env, "Environment [production]");
+  up->add_flag("--detach,-d", up_opts.detach, "Return once the deploy is queued");
+
+  std::string project_flag;
+  std::string env = "production";
+  auto* status = app.add_subcommand("status", "Show services, their deployments and URLs");
+  status->add_option("--project,-p", project_flag, "Project [from the current directory]");
+  status->add_option("--env,-e", env, "Environment [production]");
+
+  std::string dep_service;
+  int dep_limit = 20;
+  auto* deployments = app.add_subcommand("deployments", "Show the deployment history");
+  deployments->add_option("service", dep_service, "Only this service");
+  deployments->add_option("--project,-p", project_flag, "Project [from the current directory]");
+  deployments->add_option("--env,-e", env, "Environment [production]");
+  deployments->add_option("--limit,-n", dep_limit, "How many [20]");
+
+  LogsOptions logs_opts;
+  auto* logs = app.add_subcommand("logs", "Show a service's runtime or build logs");
+  logs->add_option("service", logs_opts.service, "Service [the project's only one]");
+  logs->add_option("--project,-p", logs_opts.project, "Project [from the current directory]");
+  logs->add_option("--env,-e", logs_opts.env, "Environment [production]");
+  logs->add_flag("--build,-b", logs_opts.build, "The build log of the latest deployment");
+  logs->add_flag("--follow,-f", logs_opts.follow, "Keep printing new lines");
+  logs->add_option("--filter", logs_opts.filter, "Only lines containing this text");
+  logs->add_option("--lines,-n", logs_opts.lines, "How many of the latest lines [100]");
+  logs->add_option("--deployment", logs_opts.deployment, "A given deployment's logs");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (server->parsed()) return RunServer(server_opts);
+  if (up->parsed()) return Up(up_opts);
+  if (status->parsed()) return StatusCommand(project_flag, env);
+  if (deployments->parsed()) return DeploymentsCommand(project_flag, env, dep_service, dep_limit);
+  if (logs->parsed()) return LogsCommand(logs_opts);
+  return 1;
+}
+
+}  // namespace slipway

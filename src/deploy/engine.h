@@ -1,0 +1,114 @@
+#pragma once
+
+// DeployEngine: the deployment state machine and the owner of running replicas.
+//
+//   QUEUED -> BUILDING -> DEPLOYING -> (health) -> ACTIVE, the old one DRAINING -> REMOVED
+//   failures BUILD_FAILED, DEPLOY_FAILED, CRASHED; a queued deploy superseded by a
+//   newer one for the same service is SKIPPED.
+//
+// One deploy at a time per service (a worker thread per busy service). After each
+// change of what serves, the engine rebuilds the routing table from what is running
+// and hands it to the route sink (the edge). A monitor thread restarts crashed
+// replicas of active deployments with exponential backoff.
+//
+// Thread-safety: every public method may be called from any thread.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "proxy/edge.h"
+#include "store/store.h"
+#include "supervisor/supervisor.h"
+
+namespace slipway {
+
+struct EngineOptions {
+  std::string home;          // the data dir
+  int edge_port = 8080;      // for URLs shown to users
+  std::string domain_suffix = "localhost";
+  std::chrono::milliseconds stop_grace{std::chrono::seconds(10)};
+  int max_restarts = 10;     // ON_FAILURE retries before a deployment is CRASHED
+};
+
+using RouteSink = std::function<void(std::shared_ptr<const RouteTable>)>;
+
+// What one service looks like now, for `slipway status`.
+struct ReplicaStatus {
+  int index = 0;
+  int port = 0;
+  std::string state;  // "running", "starting", "restarting", "crashed"
+  int restarts = 0;
+  int64_t pid = 0;
+};
+
+struct ServiceStatus {
+  std::string project;
+  std::string environment;
+  std::string name;
+  std::string url;
+  std::string kind;                 // "python", "node", "static", ...
+  int64_t active_deployment_id = 0;
+  std::string active_status;        // status of the active deployment, "" if none
+  int64_t latest_deployment_id = 0;
+  std::string latest_status;
+  std::string health;               // "healthy", "unhealthy", "static", "none"
+  std::vector<ReplicaStatus> replicas;
+};
+
+struct DeployRequest {
+  std::string project;
+  std::string environment = "production";
+  std::string source_dir;                 // the unpacked upload (removed when done)
+  std::vector<std::string> only_services; // empty: every service in the config
+  std::string source_label = "upload";
+};
+
+struct DeployAccepted {
+  std::vector<DeploymentRecord> deployments;
+  std::vector<std::string> service_names;  // parallel to deployments
+  std::vector<std::string> warnings;
+  std::string project;
+};
+
+class DeployEngine {
+ public:
+  static Result<std::unique_ptr<DeployEngine>> Create(Store& store, Supervisor& supervisor,
+                                                      Clock& clock, RouteSink sink,
+                                                      EngineOptions options);
+  ~DeployEngine();
+
+  // At startup: fails deploys a previous daemon left half done, re-adopts replicas of
+  // active deployments (restarting those that died), stops anything else left
+  // running, and publishes the routes.
+  Status Recover();
+
+  // Validates the uploaded tree (config, something deployable per service), creates
+  // one QUEUED deployment per service and queues them. Errors are the config's or
+  // the builder's detection errors, naming file and field.
+  Result<DeployAccepted> Deploy(const DeployRequest& request);
+
+  Result<std::vector<ServiceStatus>> ProjectStatus(const std::string& project,
+                                                   const std::string& environment);
+
+  // The URL of a service: http://<service>.<project>[-<env>].<suffix>:<port>
+  std::string ServiceUrl(const std::string& project, const std::string& environment,
+                         const std::string& service) const;
+  // Path of a deployment's build log and of its replicas' logs.
+  std::string BuildLogPath(int64_t deployment_id) const;
+  std::vector<std::string> ReplicaLogPaths(int64_t deployment_id);
+
+  // Stops the workers and the monitor. With `stop_apps`, replicas are stopped too;
+  // without, they keep running for the next daemon to adopt.
+  void Shutdown(bool stop_apps);
+
+ private:
+  class Impl;
+  explicit DeployEngine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace slipway
