@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -19,8 +20,6 @@
 #include <sstream>
 #include <thread>
 
-#include <spdlog/spdlog.h>
-
 #include "common/archive.h"
 #include "common/fs.h"
 #include "common/names.h"
@@ -35,16 +34,25 @@ using json = nlohmann::json;
 
 int HttpStatusFor(const Status& status) {
   switch (status.code()) {
-    case StatusCode::kOk: return 200;
-    case StatusCode::kInvalidArgument: return 400;
-    case StatusCode::kUnauthenticated: return 401;
-    case StatusCode::kNotFound: return 404;
+    case StatusCode::kOk:
+      return 200;
+    case StatusCode::kInvalidArgument:
+      return 400;
+    case StatusCode::kUnauthenticated:
+      return 401;
+    case StatusCode::kNotFound:
+      return 404;
     case StatusCode::kAlreadyExists:
-    case StatusCode::kFailedPrecondition: return 409;
-    case StatusCode::kResourceExhausted: return 507;
-    case StatusCode::kUnavailable: return 503;
-    case StatusCode::kDeadlineExceeded: return 504;
-    case StatusCode::kInternal: return 500;
+    case StatusCode::kFailedPrecondition:
+      return 409;
+    case StatusCode::kResourceExhausted:
+      return 507;
+    case StatusCode::kUnavailable:
+      return 503;
+    case StatusCode::kDeadlineExceeded:
+      return 504;
+    case StatusCode::kInternal:
+      return 500;
   }
   return 500;
 }
@@ -143,7 +151,8 @@ struct Reply {
 };
 
 Reply Error(const Status& st) {
-  return Reply{HttpStatusFor(st), json{{"error", st.message()}, {"code", StatusCodeName(st.code())}}};
+  return Reply{HttpStatusFor(st),
+               json{{"error", st.message()}, {"code", StatusCodeName(st.code())}}};
 }
 
 // Runs one async operation on a connection's own io_context, so the handler code
@@ -280,7 +289,8 @@ class ApiServerImpl final : public ApiServer {
     }
 
     Reply reply;
-    if (header.method() == http::verb::post && t.segments == std::vector<std::string>{"v1", "deploy"}) {
+    if (header.method() == http::verb::post &&
+        t.segments == std::vector<std::string>{"v1", "deploy"}) {
       reply = HandleUpload(ioc, stream, buffer, header_parser, t);
     } else {
       http::request_parser<http::string_body> parser(std::move(header_parser));
@@ -324,8 +334,7 @@ class ApiServerImpl final : public ApiServer {
   }
 
   Reply HandleUpload(asio::io_context& ioc, beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                     http::request_parser<http::empty_body>& header_parser,
-                     const ParsedTarget& t) {
+                     http::request_parser<http::empty_body>& header_parser, const ParsedTarget& t) {
     std::string project = t.Get("project");
     if (project.empty()) return Error(InvalidArgument("the deploy names no project"));
     unsigned char rnd[8];
@@ -347,13 +356,13 @@ class ApiServerImpl final : public ApiServer {
     if (ec) {
       (void)RemoveTree(archive_path);
       if (ec == http::error::body_limit) {
-        return Reply{413, json{{"error", "the upload is larger than " +
-                                             std::to_string(options_.max_upload_bytes >> 20) +
-                                             " MiB"}}};
+        return Reply{413,
+                     json{{"error", "the upload is larger than " +
+                                        std::to_string(options_.max_upload_bytes >> 20) + " MiB"}}};
       }
       if (ec.value() == ENOSPC) {
-        return Error(ResourceExhausted("disk full while receiving the upload in " +
-                                       options_.home + "; free space and deploy again"));
+        return Error(ResourceExhausted("disk full while receiving the upload in " + options_.home +
+                                       "; free space and deploy again"));
       }
       return Error(InvalidArgument("the upload did not arrive whole: " + ec.message()));
     }
@@ -562,8 +571,9 @@ class ApiServerImpl final : public ApiServer {
         if (j.ok()) rows.push_back(*j);
       }
     }
-    std::sort(rows.begin(), rows.end(),
-              [](const json& a, const json& b) { return a["id"].get<int64_t>() > b["id"].get<int64_t>(); });
+    std::sort(rows.begin(), rows.end(), [](const json& a, const json& b) {
+      return a["id"].get<int64_t>() > b["id"].get<int64_t>();
+    });
     if (rows.size() > static_cast<size_t>(limit)) rows.resize(static_cast<size_t>(limit));
     return Reply{200, json{{"deployments", rows}}};
   }
@@ -579,7 +589,8 @@ class ApiServerImpl final : public ApiServer {
       } else {
         auto latest = store_.ListDeployments(svc->id, 1);
         if (!latest.ok()) return Error(latest.status());
-        if (latest->empty()) return Error(NotFound("service \"" + svc->name + "\" has no deployments"));
+        if (latest->empty())
+          return Error(NotFound("service \"" + svc->name + "\" has no deployments"));
         deployment_id = latest->front().id;
       }
     }
@@ -677,8 +688,7 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Create(ApiOptions options, Store& 
   socklen_t len = sizeof(addr);
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   int port = ntohs(addr.sin_port);
-  return std::unique_ptr<ApiServer>(
-      new ApiServerImpl(std::move(options), store, engine, fd, port));
+  return std::unique_ptr<ApiServer>(new ApiServerImpl(std::move(options), store, engine, fd, port));
 }
 
 }  // namespace slipway

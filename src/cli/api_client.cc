@@ -100,7 +100,8 @@ Result<nlohmann::json> ApiClient::Call(const std::string& method, const std::str
     StatusCode code = StatusCode::kInternal;
     std::string code_name = body_json.value("code", "");
     for (int c = 0; c <= static_cast<int>(StatusCode::kInternal); ++c) {
-      if (code_name == StatusCodeName(static_cast<StatusCode>(c))) code = static_cast<StatusCode>(c);
+      if (code_name == StatusCodeName(static_cast<StatusCode>(c)))
+        code = static_cast<StatusCode>(c);
     }
     return Status(code, message);
   }

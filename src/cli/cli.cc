@@ -143,8 +143,8 @@ int Up(const UpOptions& opts) {
   std::printf("==> Uploading %s (%.1f KiB) to %s\n", dir.c_str(), packed->size() / 1024.0,
               client->url().c_str());
   std::fflush(stdout);
-  std::string target = "/v1/deploy?project=" + UrlEncode(config->name) +
-                       "&env=" + UrlEncode(opts.env);
+  std::string target =
+      "/v1/deploy?project=" + UrlEncode(config->name) + "&env=" + UrlEncode(opts.env);
   if (!opts.service.empty()) target += "&service=" + UrlEncode(opts.service);
   auto accepted = client->Post(target, *packed, "application/gzip", 600'000);
   if (!accepted.ok()) return PrintError(accepted.status());
@@ -197,8 +197,8 @@ void PrintServices(const std::string& project, const json& services) {
       if (r.value("state", "") == "running") running++;
     }
     std::string kind = s.value("kind", "");
-    std::string replicas = kind == "static" ? "static" : std::to_string(running) + "/" +
-                                                             std::to_string(total);
+    std::string replicas =
+        kind == "static" ? "static" : std::to_string(running) + "/" + std::to_string(total);
     rows.push_back({s.value("name", ""), active ? "#" + std::to_string(active) : "-",
                     active ? s.value("active_status", "") : "NOT DEPLOYED", replicas,
                     s.value("health", ""), s.value("url", "")});
@@ -246,8 +246,8 @@ int DeploymentsCommand(const std::string& project_flag, const std::string& env,
   if (!client.ok()) return PrintError(client.status());
   auto project = ResolveProject(project_flag, ".");
   if (!project.ok()) return PrintError(project.status());
-  std::string target = "/v1/projects/" + UrlEncode(*project) + "/deployments?env=" +
-                       UrlEncode(env) + "&limit=" + std::to_string(limit);
+  std::string target = "/v1/projects/" + UrlEncode(*project) +
+                       "/deployments?env=" + UrlEncode(env) + "&limit=" + std::to_string(limit);
   if (!service.empty()) target += "&service=" + UrlEncode(service);
   auto res = client->Get(target);
   if (!res.ok()) return PrintError(res.status());

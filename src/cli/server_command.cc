@@ -1,11 +1,10 @@
 #include "cli/server_command.h"
 
 #include <signal.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstdio>
-
-#include <spdlog/spdlog.h>
 
 #include "api/api_server.h"
 #include "cli/api_client.h"
@@ -68,8 +67,9 @@ int RunServer(const ServerOptions& options) {
   signal(SIGPIPE, SIG_IGN);
 
   if (!options.https.empty()) {
-    return Fail(FailedPrecondition("--https is not available in this version yet; "
-                                   "serve HTTP with --http"));
+    return Fail(
+        FailedPrecondition("--https is not available in this version yet; "
+                           "serve HTTP with --http"));
   }
   std::string http_host, api_host;
   int http_port = 0, api_port = 0;
@@ -130,7 +130,8 @@ int RunServer(const ServerOptions& options) {
   std::printf("Slipway is running (data in %s)\n", home.c_str());
   std::printf("  control API  http://%s:%d\n", api_host.c_str(), (*api)->port());
   std::printf("  apps         http://<service>.<project>.localhost:%d\n", (*edge)->port());
-  std::printf("Deploy an app with `slipway up` in its directory. Ctrl-C stops Slipway and its apps.\n");
+  std::printf(
+      "Deploy an app with `slipway up` in its directory. Ctrl-C stops Slipway and its apps.\n");
   std::fflush(stdout);
 
   int sig = 0;

@@ -15,8 +15,8 @@ namespace slipway {
 namespace fs = std::filesystem;
 
 const std::vector<std::string>& DefaultArchiveExcludes() {
-  static const std::vector<std::string> kExcludes = {".git", "node_modules", ".venv",
-                                                     "__pycache__", ".slipway"};
+  static const std::vector<std::string> kExcludes = {".git", "node_modules", ".venv", "__pycache__",
+                                                     ".slipway"};
   return kExcludes;
 }
 
@@ -67,7 +67,7 @@ Result<std::string> PackDirectory(const std::string& dir, const std::vector<std:
       continue;
     }
     std::string rel = p.lexically_relative(dir).string();  // never resolves symlinks
-    struct stat st{};
+    struct stat st {};
     if (lstat(p.c_str(), &st) != 0) continue;
     std::unique_ptr<archive_entry, decltype(&archive_entry_free)> entry(archive_entry_new(),
                                                                         archive_entry_free);

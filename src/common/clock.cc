@@ -24,8 +24,7 @@ std::chrono::steady_clock::time_point ManualClock::Monotonic() const {
 }
 
 long long UnixMillis(const Clock& clock) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             clock.Now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now().time_since_epoch())
       .count();
 }
 

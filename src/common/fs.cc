@@ -80,12 +80,12 @@ Status RemoveTree(const std::string& path) {
 }
 
 bool PathExists(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return lstat(path.c_str(), &st) == 0;
 }
 
 bool IsDirectory(const std::string& path) {
-  struct stat st{};
+  struct stat st {};
   return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
@@ -103,7 +103,8 @@ Result<std::vector<std::string>> TailLines(const std::string& path, size_t max_l
   std::istringstream in(data);
   std::string line;
   while (std::getline(in, line)) lines.push_back(line);
-  if (lines.size() > max_lines) lines.erase(lines.begin(), lines.end() - static_cast<long>(max_lines));
+  if (lines.size() > max_lines)
+    lines.erase(lines.begin(), lines.end() - static_cast<long>(max_lines));
   return lines;
 }
 
@@ -113,8 +114,9 @@ Status CopyTree(const std::string& from, const std::string& to) {
            fs::copy_options::recursive | fs::copy_options::copy_symlinks |
                fs::copy_options::overwrite_existing,
            ec);
-  if (ec) return Status(ec.value() == ENOSPC ? StatusCode::kResourceExhausted : StatusCode::kInternal,
-                        "copy " + from + " to " + to + ": " + ec.message());
+  if (ec)
+    return Status(ec.value() == ENOSPC ? StatusCode::kResourceExhausted : StatusCode::kInternal,
+                  "copy " + from + " to " + to + ": " + ec.message());
   return Status::Ok();
 }
 

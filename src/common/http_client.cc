@@ -59,8 +59,8 @@ Result<HttpResponse> HttpCall(const HttpRequest& request, size_t max_body) {
 
   tcp::endpoint endpoint;
   beast::error_code addr_ec;
-  auto address = asio::ip::make_address(request.host == "localhost" ? "127.0.0.1" : request.host,
-                                        addr_ec);
+  auto address =
+      asio::ip::make_address(request.host == "localhost" ? "127.0.0.1" : request.host, addr_ec);
   if (addr_ec) return InvalidArgument("cannot connect to host \"" + request.host + "\"");
   endpoint = tcp::endpoint(address, static_cast<unsigned short>(request.port));
 

@@ -23,8 +23,8 @@ std::string SanitizeName(std::string_view raw) {
 Status ValidateName(std::string_view name, std::string_view what) {
   bool ok = !name.empty() && name.size() <= 63 && name.front() != '-' && name.back() != '-';
   for (char c : name) {
-    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
-          c == '-')) {
+    if (!(std::islower(static_cast<unsigned char>(c)) ||
+          std::isdigit(static_cast<unsigned char>(c)) || c == '-')) {
       ok = false;
     }
   }

@@ -17,15 +17,15 @@ namespace slipway {
 
 enum class StatusCode {
   kOk = 0,
-  kInvalidArgument,    // the caller's input is wrong (config, request, flag)
-  kNotFound,           // the named thing does not exist
-  kAlreadyExists,      // the named thing exists already
-  kFailedPrecondition, // the system is not in a state to do this
-  kUnauthenticated,    // missing or wrong token
-  kUnavailable,        // a peer (daemon, app, network) did not answer
-  kDeadlineExceeded,   // something took longer than allowed
-  kResourceExhausted,  // disk full, size limit, too many connections
-  kInternal,           // a bug or an OS call failing in a way the user cannot fix
+  kInvalidArgument,     // the caller's input is wrong (config, request, flag)
+  kNotFound,            // the named thing does not exist
+  kAlreadyExists,       // the named thing exists already
+  kFailedPrecondition,  // the system is not in a state to do this
+  kUnauthenticated,     // missing or wrong token
+  kUnavailable,         // a peer (daemon, app, network) did not answer
+  kDeadlineExceeded,    // something took longer than allowed
+  kResourceExhausted,   // disk full, size limit, too many connections
+  kInternal,            // a bug or an OS call failing in a way the user cannot fix
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -52,7 +52,9 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status InvalidArgument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status AlreadyExists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
 inline Status FailedPrecondition(std::string m) {
@@ -78,7 +80,7 @@ Status ErrnoStatus(const std::string& what, int err);
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : value_(std::move(value)) {}         // NOLINT: implicit by design
   Result(Status status) : status_(std::move(status)) {  // NOLINT: implicit by design
     assert(!status_.ok() && "Result built from an OK status has no value");
   }
@@ -113,10 +115,10 @@ class [[nodiscard]] Result {
 #define SLIPWAY_CONCAT_INNER(a, b) a##b
 #define SLIPWAY_CONCAT(a, b) SLIPWAY_CONCAT_INNER(a, b)
 
-#define RETURN_IF_ERROR(expr)                   \
-  do {                                          \
-    ::slipway::Status _st = (expr);             \
-    if (!_st.ok()) return _st;                  \
+#define RETURN_IF_ERROR(expr)       \
+  do {                              \
+    ::slipway::Status _st = (expr); \
+    if (!_st.ok()) return _st;      \
   } while (0)
 
 #define ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \

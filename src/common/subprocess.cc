@@ -45,7 +45,7 @@ std::string FindExecutable(const std::string& name, const std::string& path) {
   while (std::getline(ss, dir, ':')) {
     if (dir.empty()) continue;
     std::string candidate = dir + "/" + name;
-    struct stat st{};
+    struct stat st {};
     if (stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
         access(candidate.c_str(), X_OK) == 0) {
       return candidate;

@@ -1,6 +1,7 @@
 #include "deploy/engine.h"
 
 #include <signal.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <atomic>
@@ -10,8 +11,6 @@
 #include <map>
 #include <mutex>
 #include <thread>
-
-#include <spdlog/spdlog.h>
 
 #include "build/builder.h"
 #include "common/fs.h"
@@ -155,8 +154,7 @@ class DeployEngine::Impl {
 
   Result<DeployAccepted> Deploy(const DeployRequest& request) {
     auto upload = std::make_shared<UploadDir>(request.source_dir);
-    ASSIGN_OR_RETURN(ProjectConfig config,
-                     LoadProjectConfig(request.source_dir, request.project));
+    ASSIGN_OR_RETURN(ProjectConfig config, LoadProjectConfig(request.source_dir, request.project));
     RETURN_IF_ERROR(ValidateName(request.environment, "environment name"));
 
     std::vector<const ServiceConfig*> chosen;
@@ -216,9 +214,9 @@ class DeployEngine::Impl {
     auto& queue = queues_[service_id];
     // A newer deploy supersedes one still waiting: users want their latest code.
     for (const Job& waiting : queue.jobs) {
-      (void)store_.SetDeploymentStatus(waiting.deployment_id, kSkipped,
-                                       "superseded by deployment " +
-                                           std::to_string(job.deployment_id));
+      (void)store_.SetDeploymentStatus(
+          waiting.deployment_id, kSkipped,
+          "superseded by deployment " + std::to_string(job.deployment_id));
     }
     queue.jobs.clear();
     queue.jobs.push_back(std::move(job));
@@ -350,8 +348,8 @@ class DeployEngine::Impl {
     r.spec.cwd = ld.manifest.app_dir;
     r.spec.env = AppEnv(ld, port, index);
     r.spec.log_path = ReplicaLogPath(ld.id, index);
-    r.spec.run_dir = options_.home + "/run/d" + std::to_string(ld.id) + "-r" +
-                     std::to_string(index);
+    r.spec.run_dir =
+        options_.home + "/run/d" + std::to_string(ld.id) + "-r" + std::to_string(index);
     (void)RemoveTree(r.spec.run_dir);  // files of an earlier attempt at this index
     ASSIGN_OR_RETURN(r.handle, supervisor_.Start(r.spec));
     r.state = "starting";
@@ -577,11 +575,12 @@ class DeployEngine::Impl {
                                        [](const LiveReplica& r) { return r.state == "crashed"; });
         if (all_crashed && !ld.crashed) {
           ld.crashed = true;
-          std::string tail = LogTail(ld.replicas.front().spec.log_path, "last lines of the app's log:");
+          std::string tail =
+              LogTail(ld.replicas.front().spec.log_path, "last lines of the app's log:");
           (void)store_.SetDeploymentStatus(ld.id, kCrashed,
                                            "every replica kept exiting; gave up after " +
-                                               std::to_string(options_.max_restarts) +
-                                               " restarts" + tail);
+                                               std::to_string(options_.max_restarts) + " restarts" +
+                                               tail);
         }
       }
       for (auto& [ld, r] : to_save) SaveReplicaState(*ld, *r);
@@ -804,13 +803,12 @@ class DeployEngine::Impl {
           } else {
             int running = 0;
             for (const auto& r : ld.replicas) {
-              s.replicas.push_back(ReplicaStatus{r.index, r.port, r.state, r.restarts,
-                                                 r.handle.app_pid});
+              s.replicas.push_back(
+                  ReplicaStatus{r.index, r.port, r.state, r.restarts, r.handle.app_pid});
               if (r.state == "running") running++;
             }
-            s.health = running == static_cast<int>(ld.replicas.size()) && running > 0
-                           ? "healthy"
-                           : "unhealthy";
+            s.health = running == static_cast<int>(ld.replicas.size()) && running > 0 ? "healthy"
+                                                                                      : "unhealthy";
           }
         }
       }
@@ -870,8 +868,8 @@ class DeployEngine::Impl {
   std::mutex mu_;  // guards everything below except the atomics and monitor fields
   std::map<int64_t, Queue> queues_;
   std::vector<std::thread> workers_;
-  std::map<int64_t, LiveDeployment> live_;    // deployment id -> running state
-  std::map<int64_t, int64_t> routed_;         // service id -> deployment serving it
+  std::map<int64_t, LiveDeployment> live_;  // deployment id -> running state
+  std::map<int64_t, int64_t> routed_;       // service id -> deployment serving it
   bool shut_down_ = false;
   std::atomic<bool> stopping_{false};
 

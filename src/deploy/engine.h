@@ -27,11 +27,11 @@
 namespace slipway {
 
 struct EngineOptions {
-  std::string home;          // the data dir
-  int edge_port = 8080;      // for URLs shown to users
+  std::string home;      // the data dir
+  int edge_port = 8080;  // for URLs shown to users
   std::string domain_suffix = "localhost";
   std::chrono::milliseconds stop_grace{std::chrono::seconds(10)};
-  int max_restarts = 10;     // ON_FAILURE retries before a deployment is CRASHED
+  int max_restarts = 10;  // ON_FAILURE retries before a deployment is CRASHED
 };
 
 using RouteSink = std::function<void(std::shared_ptr<const RouteTable>)>;
@@ -50,20 +50,20 @@ struct ServiceStatus {
   std::string environment;
   std::string name;
   std::string url;
-  std::string kind;                 // "python", "node", "static", ...
+  std::string kind;  // "python", "node", "static", ...
   int64_t active_deployment_id = 0;
-  std::string active_status;        // status of the active deployment, "" if none
+  std::string active_status;  // status of the active deployment, "" if none
   int64_t latest_deployment_id = 0;
   std::string latest_status;
-  std::string health;               // "healthy", "unhealthy", "static", "none"
+  std::string health;  // "healthy", "unhealthy", "static", "none"
   std::vector<ReplicaStatus> replicas;
 };
 
 struct DeployRequest {
   std::string project;
   std::string environment = "production";
-  std::string source_dir;                 // the unpacked upload (removed when done)
-  std::vector<std::string> only_services; // empty: every service in the config
+  std::string source_dir;                  // the unpacked upload (removed when done)
+  std::vector<std::string> only_services;  // empty: every service in the config
   std::string source_label = "upload";
 };
 

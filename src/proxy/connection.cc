@@ -95,7 +95,7 @@ asio::awaitable<std::pair<RelayStop, beast::error_code>> RelayBody(
     body.data = buf;
     body.size = buf_size;
     in.expires_after(in_timeout);
-    auto [ec, n] = co_await http::async_read(in, in_buffer, parser, kTuple);
+    auto [ec, n] = co_await http::async_read_some(in, in_buffer, parser, kTuple);
     if (ec == http::error::need_buffer) ec = {};
     if (ec) co_return std::pair{RelayStop::kInputFailed, ec};
     const size_t got = buf_size - body.size;

@@ -30,7 +30,8 @@ namespace {
 constexpr int kListenBacklog = 4096;
 
 std::string DisplayAddress(const std::string& address, int port) {
-  if (address.find(':') != std::string::npos) return "[" + address + "]:" + std::to_string(port);
+  if (address.find(':') != std::string::npos && address.front() != '[')
+    return "[" + address + "]:" + std::to_string(port);
   return address + ":" + std::to_string(port);
 }
 
@@ -149,7 +150,13 @@ void EdgeImpl::Swap(std::shared_ptr<const RouteTable> table) {
 Result<std::unique_ptr<Edge>> Edge::Create(const EdgeOptions& options) {
   const std::string where = proxy::DisplayAddress(options.listen_address, options.port);
   boost::system::error_code ec;
-  auto address = asio::ip::make_address(options.listen_address, ec);
+  std::string host = options.listen_address;
+  if (host.empty()) host = "0.0.0.0";
+  if (host == "localhost") host = "127.0.0.1";
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  auto address = asio::ip::make_address(host, ec);
   if (ec) {
     return InvalidArgument("cannot listen on " + where + ": \"" + options.listen_address +
                            "\" is not an IP address (use e.g. 0.0.0.0 or 127.0.0.1 with --http)");

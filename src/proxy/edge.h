@@ -9,7 +9,8 @@
 // service.
 //
 // Thread-safety: Swap() may be called from any thread while traffic flows; the hot
-// path takes no lock (the table is an atomically swapped shared_ptr).
+// path takes no lock (a request reads one atomic version number; each thread re-fetches
+// the shared_ptr to the new table once per Swap).
 
 #include <chrono>
 #include <cstdint>

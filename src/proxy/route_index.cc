@@ -109,11 +109,21 @@ const CompiledRoute* RouteIndex::Find(std::string_view host) const {
   return it == by_host_.end() ? nullptr : it->second.get();
 }
 
-RouteSlot::RouteSlot() { index_.store(RouteIndex::Build(nullptr)); }
+RouteSlot::RouteSlot() : index_(RouteIndex::Build(nullptr)) {}
 
 void RouteSlot::Store(std::shared_ptr<const RouteIndex> index) {
-  index_.store(std::move(index), std::memory_order_release);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    index_.swap(index);
+  }
   version_.fetch_add(1, std::memory_order_acq_rel);
+  // `index` (the previous table) is released here, outside the lock; requests still
+  // using it keep it alive.
+}
+
+std::shared_ptr<const RouteIndex> RouteSlot::Load() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return index_;
 }
 
 const std::shared_ptr<const RouteIndex>& RouteCache::Current() {

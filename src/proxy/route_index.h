@@ -6,11 +6,14 @@
 // map, upstream addresses are resolved to endpoints, static roots are canonicalised.
 // It is immutable afterwards except for each route's round-robin counter (an atomic).
 //
-// RouteSlot holds the current index (an atomically swapped shared_ptr plus a version
-// counter). RouteCache is one worker thread's view of the slot: it reloads the index
-// only when the version moved, and hands out shared_ptrs whose reference count lives in
-// a per-thread control block, so requests on different threads never touch a shared
-// counter.
+// RouteSlot holds the current index plus a version counter. RouteCache is one worker
+// thread's view of the slot: per request it reads only the atomic version, reloads the
+// index when the version moved (once per Swap per worker), and hands out shared_ptrs
+// whose reference count lives in a per-thread control block, so requests on different
+// threads never touch a shared cache line. The slot's pointer itself sits behind a small
+// mutex that only Store() and those reloads take: libstdc++ 12's
+// std::atomic<std::shared_ptr> releases its internal lock with a relaxed store in load(),
+// a (benign on x86, but real) data race that ThreadSanitizer reports.
 //
 // Thread-safety: RouteIndex is safe to read from any thread. RouteSlot is safe from
 // any thread. A RouteCache belongs to one thread.
@@ -19,6 +22,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -67,11 +71,13 @@ class RouteSlot {
  public:
   RouteSlot();
   void Store(std::shared_ptr<const RouteIndex> index);
-  std::shared_ptr<const RouteIndex> Load() const { return index_.load(std::memory_order_acquire); }
+  std::shared_ptr<const RouteIndex> Load() const;
+  // Moves after every Store(), after the new index is visible to Load().
   uint64_t version() const { return version_.load(std::memory_order_acquire); }
 
  private:
-  std::atomic<std::shared_ptr<const RouteIndex>> index_;
+  mutable std::mutex mu_;  // guards index_; never taken per request
+  std::shared_ptr<const RouteIndex> index_;
   std::atomic<uint64_t> version_{0};
 };
 

@@ -1,11 +1,10 @@
-#include "api/api_server.h"
-
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "api/api_server.h"
 #include "common/clock.h"
 #include "common/fs.h"
 #include "common/http_client.h"
@@ -49,8 +48,8 @@ class ApiTest : public ::testing::Test {
     std::filesystem::remove_all(home_);
   }
 
-  HttpResponse Call(const std::string& method, const std::string& target,
-                    const std::string& token, const std::string& body = "") {
+  HttpResponse Call(const std::string& method, const std::string& target, const std::string& token,
+                    const std::string& body = "") {
     HttpRequest req;
     req.method = method;
     req.port = api_->port();
@@ -76,7 +75,7 @@ class ApiTest : public ::testing::Test {
 };
 
 TEST_F(ApiTest, TokenFileIsPrivateAndStable) {
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(stat((home_ + "/token").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   EXPECT_GE(token_.size(), 64u);
