@@ -77,7 +77,7 @@ struct Exchange {
   std::string host;
   std::string target;
   unsigned status = 0;
-  std::string upstream;
+  tcp::endpoint upstream;  // port 0 when the request did not reach one
   std::string note;
 };
 
@@ -175,6 +175,9 @@ class Connection {
   asio::awaitable<Next> SendPage(const Page& page, const RequestInfo& info, bool keep_alive,
                                  Exchange& ex, http::field extra_field = http::field::unknown,
                                  std::string_view extra_value = {});
+  // 502 "closed the connection or sent an invalid response".
+  asio::awaitable<Next> SendBadGateway(const CompiledRoute& route, const RequestInfo& info,
+                                       bool keep_alive, Exchange& ex);
   asio::awaitable<Next> AnswerUnreadableRequest(beast::error_code ec);
   asio::awaitable<void> Tunnel(UpstreamConnection& upstream, beast::flat_buffer& upstream_buffer);
   asio::awaitable<void> Close(bool linger);
@@ -292,11 +295,9 @@ asio::awaitable<Next> Connection::Proxy(RequestParser& parser, const CompiledRou
             : UpstreamRefusedPage(route.service_label);
     co_return co_await SendPage(page, info, keep, ex);
   }
-  const Page bad_response_page = UpstreamBadResponsePage(route.service_label);
   std::unique_ptr<UpstreamConnection> connection = std::move(outcome.connection);
   beast::tcp_stream& upstream = connection->stream;
-  ex.upstream = connection->endpoint.address().to_string() + ":" +
-                std::to_string(connection->endpoint.port());
+  ex.upstream = connection->endpoint;
 
   RemoveHopByHop(req, upgrade);
   if (upgrade) req.set(http::field::connection, "upgrade");
@@ -312,7 +313,7 @@ asio::awaitable<Next> Connection::Proxy(RequestParser& parser, const CompiledRou
   auto [hec, hn] = co_await http::async_write_header(upstream, request_serializer, kTuple);
   if (hec) {
     env_.upstreams.Release(std::move(connection), false);
-    co_return co_await SendPage(bad_response_page, info, client_keep_alive && parser.is_done(), ex);
+    co_return co_await SendBadGateway(route, info, client_keep_alive && parser.is_done(), ex);
   }
 
   if (!parser.is_done()) {
@@ -329,7 +330,7 @@ asio::awaitable<Next> Connection::Proxy(RequestParser& parser, const CompiledRou
       env_.upstreams.Release(std::move(connection), false);
       ex.note = ec.message();
       if (stop == RelayStop::kOutputFailed) {
-        co_return co_await SendPage(bad_response_page, info, false, ex);
+        co_return co_await SendBadGateway(route, info, false, ex);
       }
       if (IsMalformed(ec)) {
         const Page page = BadRequestPage("the request body is malformed");
@@ -355,10 +356,11 @@ asio::awaitable<Next> Connection::Proxy(RequestParser& parser, const CompiledRou
     if (ec) {
       env_.upstreams.Release(std::move(connection), false);
       ex.note = ec.message();
-      const Page page = ec == beast::error::timeout
-                            ? UpstreamResponseTimeoutPage(
-                                  route.service_label, static_cast<long>(upstream_timeout.count()))
-                            : bad_response_page;
+      if (ec != beast::error::timeout) {
+        co_return co_await SendBadGateway(route, info, client_keep_alive, ex);
+      }
+      const Page page = UpstreamResponseTimeoutPage(route.service_label,
+                                                    static_cast<long>(upstream_timeout.count()));
       co_return co_await SendPage(page, info, client_keep_alive, ex);
     }
     const unsigned status = response_parser->get().result_int();
@@ -369,7 +371,7 @@ asio::awaitable<Next> Connection::Proxy(RequestParser& parser, const CompiledRou
   if (res.result() == http::status::switching_protocols) {
     if (!upgrade) {
       env_.upstreams.Release(std::move(connection), false);
-      co_return co_await SendPage(bad_response_page, info, false, ex);
+      co_return co_await SendBadGateway(route, info, false, ex);
     }
     RemoveHopByHop(res, /*keep_upgrade=*/true);
     res.set(http::field::connection, "upgrade");
@@ -537,6 +539,15 @@ asio::awaitable<Next> Connection::SendPage(const Page& page, const RequestInfo& 
   co_return keep_alive ? Next::kKeepAlive : Next::kClose;
 }
 
+asio::awaitable<Next> Connection::SendBadGateway(const CompiledRoute& route,
+                                                 const RequestInfo& info, bool keep_alive,
+                                                 Exchange& ex) {
+  // Pages are named locals, never temporaries inside a co_await expression: GCC 12
+  // mishandles non-trivial temporaries there (seen as a bad free under ASan).
+  const Page page = UpstreamBadResponsePage(route.service_label);
+  co_return co_await SendPage(page, info, keep_alive, ex);
+}
+
 asio::awaitable<void> Connection::Close(bool linger) {
   beast::error_code ec;
   client_.socket().shutdown(tcp::socket::shutdown_send, ec);
@@ -557,9 +568,13 @@ asio::awaitable<void> Connection::Close(bool linger) {
 void Connection::Log(const Exchange& ex) const {
   if (!spdlog::should_log(spdlog::level::debug)) return;
   auto ms = std::chrono::duration<double, std::milli>(Clock::now() - ex.start).count();
-  spdlog::debug("edge: {} \"{} {}{}\" {} {:.1f}ms{}{}{}", client_ip_, ex.method, ex.host, ex.target,
-                ex.status, ms, ex.upstream.empty() ? "" : " upstream=", ex.upstream,
-                ex.note.empty() ? "" : " (" + ex.note + ")");
+  std::string upstream;
+  if (ex.upstream.port() != 0) {
+    upstream =
+        " upstream=" + ex.upstream.address().to_string() + ":" + std::to_string(ex.upstream.port());
+  }
+  spdlog::debug("edge: {} \"{} {}{}\" {} {:.1f}ms{}{}", client_ip_, ex.method, ex.host, ex.target,
+                ex.status, ms, upstream, ex.note.empty() ? "" : " (" + ex.note + ")");
 }
 
 }  // namespace
