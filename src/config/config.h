@@ -20,21 +20,21 @@ namespace slipway {
 
 struct ServiceConfig {
   std::string name = "web";
-  std::string root_directory = ".";   // relative to the project directory; no ".." escapes
-  std::string builder;                // "" (detect), "python", "node", "static", "command"
-  std::string build_command;          // shell command run after the builder's own steps
-  std::string start_command;          // shell command; "" lets the builder decide
-  std::string static_directory;       // static sites: served directory, relative to root
-  std::string healthcheck_path;       // "" : the port accepting connections is healthy
-  int healthcheck_timeout = 60;       // seconds
+  std::string root_directory = ".";  // relative to the project directory; no ".." escapes
+  std::string builder;               // "" (detect), "python", "node", "static", "command"
+  std::string build_command;         // shell command run after the builder's own steps
+  std::string start_command;         // shell command; "" lets the builder decide
+  std::string static_directory;      // static sites: served directory, relative to root
+  std::string healthcheck_path;      // "" : the port accepting connections is healthy
+  int healthcheck_timeout = 60;      // seconds
   int num_replicas = 1;
   std::map<std::string, std::string> variables;
-  std::string procfile_release;       // Procfile `release:` command, if any
+  std::string procfile_release;  // Procfile `release:` command, if any
 };
 
 struct ProjectConfig {
-  std::string name;          // the project's name (validated DNS label)
-  std::string source;        // "slipway.toml", "Procfile" or "detected"
+  std::string name;                     // the project's name (validated DNS label)
+  std::string source;                   // "slipway.toml", "Procfile" or "detected"
   std::vector<ServiceConfig> services;  // at least one, names unique
   std::vector<std::string> warnings;    // e.g. a Procfile process type not yet supported
 };

@@ -28,10 +28,10 @@ struct Upstream {
 };
 
 struct Route {
-  std::string host;               // lowercase, no port: "api.bytomorrow.localhost"
-  std::string service_label;      // for pages and logs: "bytomorrow/api"
+  std::string host;                 // lowercase, no port: "api.bytomorrow.localhost"
+  std::string service_label;        // for pages and logs: "bytomorrow/api"
   std::vector<Upstream> upstreams;  // round-robin; empty with no static_root -> 502
-  std::string static_root;        // non-empty: serve files from this directory
+  std::string static_root;          // non-empty: serve files from this directory
 };
 
 struct RouteTable {
@@ -40,7 +40,7 @@ struct RouteTable {
 
 struct EdgeOptions {
   std::string listen_address = "0.0.0.0";
-  int port = 8080;                // 0: pick a free port (see Edge::port())
+  int port = 8080;  // 0: pick a free port (see Edge::port())
   int threads = 1;
   size_t max_header_bytes = 64 * 1024;
   std::chrono::seconds header_timeout{30};

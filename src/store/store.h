@@ -53,23 +53,23 @@ struct ServiceRecord {
   int64_t project_id = 0;
   int64_t environment_id = 0;
   std::string name;
-  std::string config_json;            // the resolved ServiceConfig of the latest deploy
-  int64_t active_deployment_id = 0;   // 0: none
+  std::string config_json;           // the resolved ServiceConfig of the latest deploy
+  int64_t active_deployment_id = 0;  // 0: none
   int64_t created_at = 0;
 };
 
 struct DeploymentRecord {
   int64_t id = 0;
   int64_t service_id = 0;
-  std::string status;        // one of the constants above
-  int64_t release_id = 0;    // 0 until the build succeeded
-  std::string source;        // what was deployed: "upload", "rollback of 12", ...
-  std::string error;         // why it failed, one actionable line (may hold log lines after)
-  std::string config_json;   // the ServiceConfig this deployment was made from
-  int64_t build_pgid = 0;    // process group of the running build step, 0 when none
+  std::string status;       // one of the constants above
+  int64_t release_id = 0;   // 0 until the build succeeded
+  std::string source;       // what was deployed: "upload", "rollback of 12", ...
+  std::string error;        // why it failed, one actionable line (may hold log lines after)
+  std::string config_json;  // the ServiceConfig this deployment was made from
+  int64_t build_pgid = 0;   // process group of the running build step, 0 when none
   int64_t created_at = 0;
   int64_t updated_at = 0;
-  int64_t finished_at = 0;   // 0 while in progress
+  int64_t finished_at = 0;  // 0 while in progress
 };
 
 struct ReleaseRecord {
@@ -84,7 +84,7 @@ struct ReleaseRecord {
 struct ReplicaRecord {
   int64_t id = 0;
   int64_t deployment_id = 0;
-  int index = 0;              // 0..replicas-1
+  int index = 0;  // 0..replicas-1
   int port = 0;
   int64_t shim_pid = 0;
   int64_t shim_start_time = 0;  // /proc start time, to tell a reused pid apart
@@ -123,7 +123,8 @@ class Store {
   virtual Result<ProjectRecord> EnsureProject(const std::string& name) = 0;
   virtual Result<ProjectRecord> GetProject(const std::string& name) = 0;
   virtual Result<std::vector<ProjectRecord>> ListProjects() = 0;
-  virtual Result<EnvironmentRecord> EnsureEnvironment(int64_t project_id, const std::string& name) = 0;
+  virtual Result<EnvironmentRecord> EnsureEnvironment(int64_t project_id,
+                                                      const std::string& name) = 0;
   virtual Result<EnvironmentRecord> GetEnvironment(int64_t project_id, const std::string& name) = 0;
   virtual Result<EnvironmentRecord> GetEnvironmentById(int64_t id) = 0;
 
