@@ -11,6 +11,7 @@
 
 #include "build/builder.h"
 #include "cli/api_client.h"
+#include "cli/edge_command.h"
 #include "cli/server_command.h"
 #include "common/archive.h"
 #include "common/clock.h"
@@ -334,6 +335,12 @@ int RunCli(int argc, char** argv) {
   server->add_option("--api", server_opts.api, "Control API listen address [127.0.0.1:7788]");
   server->add_option("--edge-threads", server_opts.edge_threads, "Edge proxy threads [1]");
 
+  EdgeCommandOptions edge_opts;
+  auto* edge = app.add_subcommand("edge", "Run the edge proxy alone with a routing table file");
+  edge->add_option("--http", edge_opts.http, "Listen address [:8080]");
+  edge->add_option("--routes", edge_opts.routes_file, "Routing table (JSON)")->required();
+  edge->add_option("--threads", edge_opts.threads, "Event-loop threads [1]");
+
   UpOptions up_opts;
   auto* up = app.add_subcommand("up", "Build and deploy an app directory");
   up->add_option("dir", up_opts.dir, "App directory [.]");
@@ -372,6 +379,7 @@ int RunCli(int argc, char** argv) {
     return app.exit(e);
   }
   if (server->parsed()) return RunServer(server_opts);
+  if (edge->parsed()) return RunEdge(edge_opts);
   if (up->parsed()) return Up(up_opts);
   if (status->parsed()) return StatusCommand(project_flag, env);
   if (deployments->parsed()) return DeploymentsCommand(project_flag, env, dep_service, dep_limit);

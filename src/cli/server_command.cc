@@ -8,6 +8,7 @@
 
 #include "api/api_server.h"
 #include "cli/api_client.h"
+#include "cli/listen_address.h"
 #include "common/clock.h"
 #include "common/fs.h"
 #include "deploy/engine.h"
@@ -22,28 +23,6 @@ namespace {
 int Fail(const Status& st) {
   std::fprintf(stderr, "error: %s\n", st.message().c_str());
   return 1;
-}
-
-// ":8080" -> 0.0.0.0:8080, "8080" -> 0.0.0.0:8080, "127.0.0.1:9000" as given.
-Status ParseListen(const std::string& text, const std::string& default_host, std::string* host,
-                   int* port, const char* flag) {
-  std::string h = default_host;
-  std::string p = text;
-  auto colon = text.rfind(':');
-  if (colon != std::string::npos) {
-    h = colon == 0 ? default_host : text.substr(0, colon);
-    p = text.substr(colon + 1);
-  }
-  try {
-    size_t used = 0;
-    *port = std::stoi(p, &used);
-    if (used != p.size() || *port < 0 || *port > 65535) throw std::invalid_argument(p);
-  } catch (...) {
-    return InvalidArgument(std::string(flag) + " \"" + text +
-                           "\" is not an address: use HOST:PORT or :PORT");
-  }
-  *host = h;
-  return Status::Ok();
 }
 
 std::string SelfExe() {
@@ -73,11 +52,12 @@ int RunServer(const ServerOptions& options) {
   }
   std::string http_host, api_host;
   int http_port = 0, api_port = 0;
-  if (Status st = ParseListen(options.http, "0.0.0.0", &http_host, &http_port, "--http");
+  if (Status st = ParseListenAddress(options.http, "0.0.0.0", &http_host, &http_port, "--http");
       !st.ok()) {
     return Fail(st);
   }
-  if (Status st = ParseListen(options.api, "127.0.0.1", &api_host, &api_port, "--api"); !st.ok()) {
+  if (Status st = ParseListenAddress(options.api, "127.0.0.1", &api_host, &api_port, "--api");
+      !st.ok()) {
     return Fail(st);
   }
 
