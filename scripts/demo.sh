@@ -23,25 +23,18 @@ if api_up; then
 fi
 
 echo "demo: starting slipway server (API $API, apps on http://*.localhost:8080)"
-# Its own process group (job control on): Ctrl-C in the terminal reaches this script
-# only, which forwards exactly one SIGINT to the server.
-set -m
+# Ctrl-C reaches the whole foreground process group, the server included: the server
+# stops its apps and exits, and this script (which ignores SIGINT) waits for that.
+trap '' INT
 "$SLIPWAY" server &
 server_pid=$!
-set +m
 
-# On Ctrl-C: SIGINT to the server, then wait for it to stop its apps and exit.
 stop_server() {
-  trap '' INT TERM
-  if kill -0 "$server_pid" 2>/dev/null; then
-    echo
-    echo "demo: stopping slipway server"
-    kill -INT "$server_pid" 2>/dev/null || true
-    wait "$server_pid" || true
-  fi
-  exit 0
+  kill -INT "$server_pid" 2>/dev/null || true
+  wait "$server_pid" || true
+  exit 1
 }
-trap stop_server INT TERM
+trap stop_server TERM
 
 for _ in $(seq 1 300); do
   api_up && break
@@ -67,3 +60,4 @@ else
 fi
 echo "demo: Ctrl-C stops the server and its apps"
 wait "$server_pid" || true
+echo "demo: slipway server stopped" || true

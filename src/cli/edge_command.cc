@@ -29,6 +29,9 @@ int Fail(const Status& st) {
 }  // namespace
 
 int RunEdge(const EdgeCommandOptions& options) {
+  // A shell starts background jobs with SIGINT ignored; an ignored signal is discarded
+  // even while blocked, so the defaults are restored for sigwait() to see it.
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) signal(sig, SIG_DFL);
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);

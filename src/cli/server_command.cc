@@ -37,6 +37,9 @@ std::string SelfExe() {
 int RunServer(const ServerOptions& options) {
   // Signals are taken synchronously by this thread; every thread started below
   // inherits the mask, and children reset it.
+  // A shell starts background jobs with SIGINT ignored; an ignored signal is discarded
+  // even while blocked, so the defaults are restored for sigwait() to see it.
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) signal(sig, SIG_DFL);
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
