@@ -217,6 +217,14 @@ class ApiServerImpl final : public ApiServer {
 
   int port() const override { return port_; }
 
+  void SetDomainHook(std::function<Status(const DomainRecord&, bool added)> hook) override {
+    domain_hook_ = std::move(hook);
+  }
+
+  void AddInfoSource(const std::string& name, std::function<json()> source) override {
+    info_sources_[name] = std::move(source);
+  }
+
  private:
   void AcceptLoop() {
     while (!stopping_.load()) {
@@ -398,15 +406,23 @@ class ApiServerImpl final : public ApiServer {
     return Reply{202, out};
   }
 
-  Reply Route(http::verb method, const ParsedTarget& t, const std::string& /*body*/) {
+  Reply Route(http::verb method, const ParsedTarget& t, const std::string& body) {
     const auto& s = t.segments;
     if (s.size() < 2 || s[0] != "v1") return Error(NotFound("no such API route"));
+    if (s.size() == 4 && s[1] == "projects" && s[3] == "domains") {
+      if (method == http::verb::post) return AddDomain(s[2], t, body);
+      if (method == http::verb::get) return ListDomains(s[2], t);
+    }
+    if (s.size() == 3 && s[1] == "domains" && method == http::verb::delete_) {
+      return RemoveDomain(s[2]);
+    }
     if (method != http::verb::get) return Error(NotFound("no such API route"));
     if (s.size() == 2 && s[1] == "health") {
       return Reply{200, json{{"ok", true}, {"service", "slipway"}}};
     }
     if (s.size() == 3 && s[1] == "deployments") return GetDeployment(s[2], t);
     if (s.size() == 2 && s[1] == "projects") return ListProjects();
+    if (s.size() == 2 && info_sources_.count(s[1])) return Reply{200, info_sources_[s[1]]()};
     if (s.size() == 4 && s[1] == "projects") {
       if (s[3] == "status") return ProjectStatus(s[2], t);
       if (s[3] == "deployments") return ListDeployments(s[2], t);
@@ -416,6 +432,71 @@ class ApiServerImpl final : public ApiServer {
   }
 
   // ---- handlers ---------------------------------------------------------------
+
+  static json DomainJson(const DomainRecord& d, const std::string& service) {
+    return json{{"host", d.host},    {"service", service}, {"cert", d.cert_path},
+                {"key", d.key_path}, {"acme", d.acme},     {"created_at", d.created_at}};
+  }
+
+  Reply AddDomain(const std::string& project, const ParsedTarget& t, const std::string& body) {
+    json req = json::parse(body, nullptr, false);
+    if (req.is_discarded() || !req.is_object() || !req.contains("host") ||
+        !req["host"].is_string()) {
+      return Error(InvalidArgument("expected a JSON object with a \"host\""));
+    }
+    auto host = NormalizeDomain(req["host"].get<std::string>());
+    if (!host.ok()) return Error(host.status());
+    auto svc = ResolveService(project, t);
+    if (!svc.ok()) return Error(svc.status());
+    DomainRecord d;
+    d.service_id = svc->id;
+    d.host = *host;
+    d.cert_path = req.value("cert", "");
+    d.key_path = req.value("key", "");
+    d.acme = req.value("acme", false);
+    if (d.cert_path.empty() != d.key_path.empty()) {
+      return Error(InvalidArgument("give both --cert and --key, or neither"));
+    }
+    if (!d.cert_path.empty() && d.acme) {
+      return Error(InvalidArgument("choose either a certificate of your own or --acme, not both"));
+    }
+    if (domain_hook_) {
+      if (Status st = domain_hook_(d, true); !st.ok()) return Error(st);
+    }
+    auto added = store_.AddDomain(d);
+    if (!added.ok()) return Error(added.status());
+    engine_.RefreshRoutes();
+    return Reply{201, DomainJson(*added, svc->name)};
+  }
+
+  Reply ListDomains(const std::string& project_name, const ParsedTarget& t) {
+    auto project = store_.GetProject(project_name);
+    if (!project.ok()) return Error(NotDeployed(project_name, project.status()));
+    auto env = store_.GetEnvironment(project->id, t.Get("env", "production"));
+    if (!env.ok()) return Error(env.status());
+    auto services = store_.ListServices(env->id);
+    if (!services.ok()) return Error(services.status());
+    json out = json::array();
+    for (const auto& svc : *services) {
+      auto domains = store_.ListDomains(svc.id);
+      if (!domains.ok()) return Error(domains.status());
+      for (const auto& d : *domains) out.push_back(DomainJson(d, svc.name));
+    }
+    return Reply{200, json{{"domains", out}}};
+  }
+
+  Reply RemoveDomain(const std::string& host_text) {
+    auto host = NormalizeDomain(host_text);
+    if (!host.ok()) return Error(host.status());
+    if (Status st = store_.RemoveDomain(*host); !st.ok()) return Error(st);
+    if (domain_hook_) {
+      DomainRecord d;
+      d.host = *host;
+      (void)domain_hook_(d, false);
+    }
+    engine_.RefreshRoutes();
+    return Reply{200, json{{"removed", *host}}};
+  }
 
   Result<json> DeploymentJson(const DeploymentRecord& dep) {
     ASSIGN_OR_RETURN(ServiceRecord svc, store_.GetService(dep.service_id));
@@ -652,6 +733,8 @@ class ApiServerImpl final : public ApiServer {
   DeployEngine& engine_;
   int listen_fd_;
   int port_;
+  std::function<Status(const DomainRecord&, bool added)> domain_hook_;
+  std::map<std::string, std::function<json()>> info_sources_;
   std::thread acceptor_;
   std::atomic<bool> stopping_{false};
   std::mutex mu_;

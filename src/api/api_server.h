@@ -12,6 +12,10 @@
 //   GET  /v1/projects/P/status?env=E
 //   GET  /v1/projects/P/deployments?service=S&env=E&limit=N
 //   GET  /v1/projects/P/logs?service=S&env=E&build=1&deployment=ID&lines=N&cursor=C
+//   POST /v1/projects/P/domains?service=S&env=E   {"host", "cert", "key", "acme"}
+//   GET  /v1/projects/P/domains?env=E
+//   DELETE /v1/domains/HOST
+//   GET  /v1/metrics, /v1/certs                   per-route edge metrics; TLS certificates
 //
 // Errors are {"error": "<one actionable line>", "code": "NOT_FOUND"} with the HTTP
 // status from HttpStatusFor().
@@ -21,7 +25,10 @@
 // headers 64 KiB, JSON bodies 1 MiB, uploads `max_upload_bytes`, and time.
 
 #include <atomic>
+#include <functional>
+#include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "common/status.h"
@@ -54,6 +61,12 @@ class ApiServer {
   virtual void Start() = 0;
   virtual void Stop() = 0;  // stops accepting and waits for open requests to finish
   virtual int port() const = 0;
+  // Called before a custom domain is stored (`added`) and after it is removed, so the
+  // daemon can check and load its certificate; an error refuses the domain. Set before
+  // Start().
+  virtual void SetDomainHook(std::function<Status(const DomainRecord&, bool added)> hook) = 0;
+  // Serves GET /v1/<name> (e.g. "metrics", "certs") from `source`. Set before Start().
+  virtual void AddInfoSource(const std::string& name, std::function<nlohmann::json()> source) = 0;
 };
 
 }  // namespace slipway

@@ -62,6 +62,10 @@ Result<nlohmann::json> ApiClient::Post(const std::string& target, const std::str
   return Call("POST", target, body, content_type, timeout_ms);
 }
 
+Result<nlohmann::json> ApiClient::Delete(const std::string& target) const {
+  return Call("DELETE", target, "", "", 30'000);
+}
+
 Result<nlohmann::json> ApiClient::Call(const std::string& method, const std::string& target,
                                        const std::string& body, const std::string& content_type,
                                        int timeout_ms) const {

@@ -25,6 +25,8 @@ class ApiClient {
   Result<nlohmann::json> Post(const std::string& target, const std::string& body,
                               const std::string& content_type, int timeout_ms) const;
 
+  Result<nlohmann::json> Delete(const std::string& target) const;
+
   const std::string& url() const { return url_; }
 
  private:

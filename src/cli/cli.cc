@@ -319,6 +319,113 @@ int LogsCommand(const LogsOptions& opts) {
   return 0;
 }
 
+struct DomainOptions {
+  std::string project;
+  std::string env = "production";
+  std::string service;
+  std::string host;
+  std::string cert;
+  std::string key;
+  bool acme = false;
+};
+
+int DomainsAdd(const DomainOptions& opts) {
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto project = ResolveProject(opts.project, ".");
+  if (!project.ok()) return PrintError(project.status());
+  json body{{"host", opts.host}, {"acme", opts.acme}};
+  if (!opts.cert.empty()) body["cert"] = AbsolutePath(opts.cert);
+  if (!opts.key.empty()) body["key"] = AbsolutePath(opts.key);
+  std::string target =
+      "/v1/projects/" + UrlEncode(*project) + "/domains?env=" + UrlEncode(opts.env);
+  if (!opts.service.empty()) target += "&service=" + UrlEncode(opts.service);
+  auto res = client->Post(target, body.dump(), "application/json", 120'000);
+  if (!res.ok()) return PrintError(res.status());
+  std::printf("%s now routes to %s/%s\n", (*res)["host"].get<std::string>().c_str(),
+              project->c_str(), (*res)["service"].get<std::string>().c_str());
+  return 0;
+}
+
+int DomainsList(const DomainOptions& opts) {
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto project = ResolveProject(opts.project, ".");
+  if (!project.ok()) return PrintError(project.status());
+  auto res =
+      client->Get("/v1/projects/" + UrlEncode(*project) + "/domains?env=" + UrlEncode(opts.env));
+  if (!res.ok()) return PrintError(res.status());
+  std::vector<std::vector<std::string>> rows = {{"DOMAIN", "SERVICE", "CERTIFICATE"}};
+  for (const auto& d : (*res)["domains"]) {
+    std::string cert = d.value("acme", false)        ? "ACME"
+                       : d.value("cert", "").empty() ? "local CA"
+                                                     : d.value("cert", "");
+    rows.push_back({d.value("host", ""), d.value("service", ""), cert});
+  }
+  if (rows.size() == 1) {
+    std::printf("No custom domains: add one with `slipway domains add HOST`.\n");
+    return 0;
+  }
+  PrintTable(rows);
+  return 0;
+}
+
+int DomainsRemove(const DomainOptions& opts) {
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto res = client->Delete("/v1/domains/" + UrlEncode(opts.host));
+  if (!res.ok()) return PrintError(res.status());
+  std::printf("%s removed\n", opts.host.c_str());
+  return 0;
+}
+
+int CertsCommand() {
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto res = client->Get("/v1/certs");
+  if (!res.ok()) return PrintError(res.status());
+  std::printf("%s\n", (*res)["instructions"].get<std::string>().c_str());
+  std::vector<std::vector<std::string>> rows = {{"NAME", "SOURCE", "EXPIRES", "ISSUER"}};
+  for (const auto& c : (*res)["certificates"]) {
+    rows.push_back({c.value("name", ""), c.value("source", ""),
+                    FormatTime(c.value("expires_at", 0LL)), c.value("issuer", "")});
+  }
+  if (rows.size() > 1) {
+    std::printf("\n");
+    PrintTable(rows);
+  }
+  return 0;
+}
+
+int MetricsCommand() {
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto res = client->Get("/v1/metrics");
+  if (!res.ok()) return PrintError(res.status());
+  std::vector<std::vector<std::string>> rows = {
+      {"ROUTE", "SERVICE", "REQUESTS", "2XX", "4XX", "5XX", "P50", "P95", "P99", "IN", "OUT"}};
+  auto ms = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.1fms", v);
+    return std::string(buf);
+  };
+  for (const auto& r : (*res)["routes"]) {
+    std::string prefix = r.value("path_prefix", "/");
+    rows.push_back(
+        {r.value("host", "") + (prefix == "/" ? "" : prefix), r.value("service", ""),
+         std::to_string(r.value("requests", 0ULL)), std::to_string(r.value("status_2xx", 0ULL)),
+         std::to_string(r.value("status_4xx", 0ULL)), std::to_string(r.value("status_5xx", 0ULL)),
+         ms(r.value("p50_ms", 0.0)), ms(r.value("p95_ms", 0.0)), ms(r.value("p99_ms", 0.0)),
+         std::to_string(r.value("bytes_in", 0ULL)), std::to_string(r.value("bytes_out", 0ULL))});
+  }
+  if (rows.size() == 1) {
+    std::printf("No routes yet: deploy something with `slipway up`.\n");
+    return 0;
+  }
+  PrintTable(rows);
+  return 0;
+}
+
 std::string ProgramName() { return "slipway"; }
 
 }  // namespace
@@ -331,7 +438,16 @@ int RunCli(int argc, char** argv) {
   ServerOptions server_opts;
   auto* server = app.add_subcommand("server", "Run the Slipway daemon in the foreground");
   server->add_option("--http", server_opts.http, "Edge HTTP listen address [:8080]");
-  server->add_option("--https", server_opts.https, "Edge HTTPS listen address (not yet available)");
+  server->add_option("--https", server_opts.https, "Edge HTTPS listen address, e.g. :8443");
+  server->add_flag("--redirect-https", server_opts.redirect_https,
+                   "Redirect plain HTTP requests to apps to HTTPS");
+  server->add_option("--acme-directory", server_opts.acme_directory,
+                     "ACME directory URL for certificates of custom domains");
+  server->add_option("--acme-email", server_opts.acme_email, "ACME account contact");
+  server->add_option("--acme-ca-bundle", server_opts.acme_ca_bundle,
+                     "PEM bundle to trust for the ACME server");
+  server->add_flag("!--no-access-log", server_opts.access_log,
+                   "Do not write <data dir>/logs/access.log");
   server->add_option("--api", server_opts.api, "Control API listen address [127.0.0.1:7788]");
   server->add_option("--edge-threads", server_opts.edge_threads, "Edge proxy threads [1]");
 
@@ -373,6 +489,26 @@ int RunCli(int argc, char** argv) {
   logs->add_option("--lines,-n", logs_opts.lines, "How many of the latest lines [100]");
   logs->add_option("--deployment", logs_opts.deployment, "A given deployment's logs");
 
+  auto* certs = app.add_subcommand("certs", "Show the local CA to trust and the certificates");
+  auto* metrics = app.add_subcommand("metrics", "Show per-route request metrics of the edge");
+
+  DomainOptions domain_opts;
+  auto* domains = app.add_subcommand("domains", "Route custom domains to a service");
+  domains->require_subcommand(1);
+  auto* domains_add = domains->add_subcommand("add", "Route HOST to a service");
+  domains_add->add_option("host", domain_opts.host, "Domain, e.g. api.example.com")->required();
+  domains_add->add_option("--service,-s", domain_opts.service, "Service [the only one]");
+  domains_add->add_option("--cert", domain_opts.cert, "Certificate chain (PEM) for HTTPS");
+  domains_add->add_option("--key", domain_opts.key, "Its private key (PEM)");
+  domains_add->add_flag("--acme", domain_opts.acme, "Obtain a certificate with ACME");
+  auto* domains_list = domains->add_subcommand("list", "Show the project's custom domains");
+  auto* domains_remove = domains->add_subcommand("remove", "Stop routing HOST");
+  domains_remove->add_option("host", domain_opts.host, "Domain")->required();
+  for (auto* sub : {domains_add, domains_list}) {
+    sub->add_option("--project,-p", domain_opts.project, "Project [from the current directory]");
+    sub->add_option("--env,-e", domain_opts.env, "Environment [production]");
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -384,6 +520,11 @@ int RunCli(int argc, char** argv) {
   if (status->parsed()) return StatusCommand(project_flag, env);
   if (deployments->parsed()) return DeploymentsCommand(project_flag, env, dep_service, dep_limit);
   if (logs->parsed()) return LogsCommand(logs_opts);
+  if (certs->parsed()) return CertsCommand();
+  if (metrics->parsed()) return MetricsCommand();
+  if (domains_add->parsed()) return DomainsAdd(domain_opts);
+  if (domains_list->parsed()) return DomainsList(domain_opts);
+  if (domains_remove->parsed()) return DomainsRemove(domain_opts);
   return 1;
 }
 

@@ -13,9 +13,14 @@ namespace slipway {
 
 struct ServerOptions {
   std::string http = ":8080";
-  std::string https;
+  std::string https;  // "" : no HTTPS listener
   std::string api = "127.0.0.1:7788";
   int edge_threads = 1;
+  bool redirect_https = false;  // plain HTTP requests to apps get 308 to https://
+  std::string acme_directory;   // ACME server directory URL; "" : no ACME
+  std::string acme_email;
+  std::string acme_ca_bundle;  // PEM bundle trusted for the ACME server's HTTPS
+  bool access_log = true;      // <home>/logs/access.log, one JSON line per request
 };
 
 int RunServer(const ServerOptions& options);

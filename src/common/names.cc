@@ -34,4 +34,33 @@ Status ValidateName(std::string_view name, std::string_view what) {
                          "not starting or ending with '-'");
 }
 
+Result<std::string> NormalizeDomain(std::string_view host) {
+  std::string h;
+  for (char c : host) h.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  while (!h.empty() && h.back() == '.') h.pop_back();
+  std::string bad = "domain \"" + std::string(host) + "\" is not a valid host name";
+  std::string_view rest = h;
+  if (rest.substr(0, 2) == "*.") rest.remove_prefix(2);
+  if (rest.empty() || h.size() > 253 || rest.find('.') == std::string_view::npos) {
+    return InvalidArgument(bad + " (expected something like api.example.com)");
+  }
+  size_t label = 0;
+  for (size_t i = 0; i <= rest.size(); ++i) {
+    char c = i < rest.size() ? rest[i] : '.';
+    if (c == '.') {
+      if (label == 0 || label > 63) return InvalidArgument(bad + " (empty or too long label)");
+      if (rest[i - 1] == '-' || rest[i - label] == '-') {
+        return InvalidArgument(bad + " (a label starts or ends with '-')");
+      }
+      label = 0;
+      continue;
+    }
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-') {
+      return InvalidArgument(bad + " (only letters, digits, '-' and '.' are allowed)");
+    }
+    label++;
+  }
+  return h;
+}
+
 }  // namespace slipway

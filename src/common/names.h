@@ -16,4 +16,9 @@ std::string SanitizeName(std::string_view raw);
 // OK, or kInvalidArgument naming `what` ("project name") and the rule.
 Status ValidateName(std::string_view name, std::string_view what);
 
+// A custom domain: lowercased; letters, digits, '-' and '.', labels of 1-63
+// characters, optionally starting with "*." for a wildcard of one label. Returns the
+// normalised host or kInvalidArgument naming the rule.
+Result<std::string> NormalizeDomain(std::string_view host);
+
 }  // namespace slipway

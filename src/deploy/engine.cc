@@ -493,6 +493,10 @@ class DeployEngine::Impl {
 
   void PublishRoutes() {
     auto table = std::make_shared<RouteTable>();
+    std::map<int64_t, std::vector<std::string>> domains;  // service id -> custom hosts
+    if (auto listed = store_.ListDomains(0); listed.ok()) {
+      for (const auto& d : *listed) domains[d.service_id].push_back(d.host);
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (const auto& [service_id, dep_id] : routed_) {
@@ -502,9 +506,15 @@ class DeployEngine::Impl {
         Route route;
         route.host = ld.host;
         route.service_label = ld.project + "/" + ld.service;
+        route.redirect_to_https = options_.redirect_to_https;
         if (ld.manifest.kind == "static") route.static_root = ld.manifest.static_root;
         for (const auto& r : ld.replicas) {
           if (r.state == "running") route.upstreams.push_back(Upstream{"127.0.0.1", r.port});
+        }
+        for (const auto& host : domains[service_id]) {
+          Route custom = route;
+          custom.host = host;
+          table->routes.push_back(std::move(custom));
         }
         table->routes.push_back(std::move(route));
       }
@@ -908,5 +918,6 @@ std::vector<std::string> DeployEngine::ReplicaLogPaths(int64_t deployment_id) {
   return impl_->ReplicaLogPaths(deployment_id);
 }
 void DeployEngine::Shutdown(bool stop_apps) { impl_->Shutdown(stop_apps); }
+void DeployEngine::RefreshRoutes() { impl_->PublishRoutes(); }
 
 }  // namespace slipway

@@ -31,7 +31,8 @@ struct EngineOptions {
   int edge_port = 8080;  // for URLs shown to users
   std::string domain_suffix = "localhost";
   std::chrono::milliseconds stop_grace{std::chrono::seconds(10)};
-  int max_restarts = 10;  // ON_FAILURE retries before a deployment is CRASHED
+  int max_restarts = 10;           // ON_FAILURE retries before a deployment is CRASHED
+  bool redirect_to_https = false;  // every app route redirects plain HTTP to HTTPS
 };
 
 using RouteSink = std::function<void(std::shared_ptr<const RouteTable>)>;
@@ -100,6 +101,10 @@ class DeployEngine {
   // Path of a deployment's build log and of its replicas' logs.
   std::string BuildLogPath(int64_t deployment_id) const;
   std::vector<std::string> ReplicaLogPaths(int64_t deployment_id);
+
+  // Publishes the routing table again, after something it is built from changed
+  // outside the engine (custom domains).
+  void RefreshRoutes();
 
   // Stops the workers and the monitor. With `stop_apps`, replicas are stopped too;
   // without, they keep running for the next daemon to adopt.

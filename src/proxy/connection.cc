@@ -8,22 +8,26 @@
 #include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+#include <charconv>
 #include <chrono>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
-#include "proxy/headers.h"
 #include "proxy/pages.h"
 #include "proxy/static_files.h"
+#include "proxy/tls_server.h"
 
 namespace slipway::proxy {
 
@@ -32,28 +36,55 @@ namespace beast = boost::beast;
 namespace http = boost::beast::http;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
+using PlainStream = Socket;
+using TlsStream = beast::ssl_stream<Socket>;
+
+std::unique_ptr<char[]> BufferPool::Take() {
+  if (free_.empty()) return std::make_unique<char[]>(kRelayBufferBytes);
+  auto buffer = std::move(free_.back());
+  free_.pop_back();
+  return buffer;
+}
+
+void BufferPool::Give(std::unique_ptr<char[]> buffer) {
+  if (buffer && free_.size() < kMaxFree) free_.push_back(std::move(buffer));
+}
 
 namespace {
 
-constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
-// One buffer per connection carries body bytes in both directions and file chunks.
-constexpr size_t kRelayBufferBytes = 32 * 1024;
 constexpr size_t kIdleReadBytes = 4 * 1024;
 // After answering with "Connection: close", keep reading (and dropping) what the client
 // still sends for a moment, so the kernel does not reset the connection under the answer.
 constexpr std::chrono::seconds kLingerTime{2};
 constexpr size_t kLingerMaxBytes = 1 << 20;
 constexpr size_t kMinUpstreamHeaderBytes = 64 * 1024;
+constexpr std::string_view kAcmePrefix = "/.well-known/acme-challenge/";
+constexpr std::string_view kLastChunk = "0\r\n\r\n";
 
-using RequestParser = http::request_parser<http::buffer_body>;
-using ResponseParser = http::response_parser<http::buffer_body>;
+using RequestParser = http::request_parser<http::buffer_body, ArenaAllocator<char>>;
+using ResponseParser = http::response_parser<http::buffer_body, ArenaAllocator<char>>;
 
 std::string_view View(beast::string_view s) { return {s.data(), s.size()}; }
 
 // A message that is not valid HTTP (as opposed to one cut short by the peer leaving).
 bool IsMalformed(beast::error_code ec) {
   return ec.category() == http::make_error_code(http::error::bad_target).category() &&
-         ec != http::error::end_of_stream && ec != http::error::partial_message;
+         ec != http::error::end_of_stream && ec != http::error::partial_message &&
+         ec != http::error::need_more;
+}
+
+std::string Describe(tcp::endpoint endpoint) {
+  std::string out = endpoint.address().to_string();
+  if (endpoint.address().is_v6()) out = "[" + out + "]";
+  return out + ":" + std::to_string(endpoint.port());
+}
+
+// "1a2b\r\n" for a chunk of `size` bytes.
+size_t ChunkSizeLine(size_t size, char (&out)[24]) {
+  auto [end, ec] = std::to_chars(out, out + 20, size, 16);
+  end[0] = '\r';
+  end[1] = '\n';
+  return static_cast<size_t>(end + 2 - out);
 }
 
 // What to do with the client connection after an exchange.
@@ -63,7 +94,7 @@ enum class Next {
   kDrop,       // the connection is broken or timed out: close at once
 };
 
-enum class RelayStop { kDone, kInputFailed, kOutputFailed };
+enum class Relay { kDone, kInputFailed, kMalformed, kOutputFailed, kTooLarge };
 
 struct RequestInfo {
   unsigned version = 11;
@@ -73,133 +104,175 @@ struct RequestInfo {
 
 struct Exchange {
   Clock::time_point start = Clock::now();
-  std::string method;
-  std::string host;
-  std::string target;
+  std::string_view method;
+  std::string_view target;
   unsigned status = 0;
-  tcp::endpoint upstream;  // port 0 when the request did not reach one
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  std::optional<tcp::endpoint> upstream;
+  // The table the request was routed with, kept until it is recorded (a Swap() meanwhile
+  // does not affect it).
+  std::shared_ptr<const RouteIndex> routes;
+  const CompiledRoute* route = nullptr;
   std::string note;
 };
 
-// Moves one message body from `in` to `out` through `buf`, forwarding whatever each
-// read yields at once (so Server-Sent Events and other streams are not held back).
-// Chunked bodies stay chunked: the serializer frames each piece as a chunk.
-template <bool isRequest>
-asio::awaitable<std::pair<RelayStop, beast::error_code>> RelayBody(
-    beast::tcp_stream& in, beast::flat_buffer& in_buffer,
-    http::parser<isRequest, http::buffer_body>& parser, std::chrono::seconds in_timeout,
-    beast::tcp_stream& out, http::serializer<isRequest, http::buffer_body>& serializer,
-    std::chrono::seconds out_timeout, char* buf, size_t buf_size) {
-  while (!parser.is_done()) {
-    auto& body = parser.get().body();
-    body.data = buf;
-    body.size = buf_size;
-    in.expires_after(in_timeout);
-    auto [ec, n] = co_await http::async_read_some(in, in_buffer, parser, kTuple);
-    if (ec == http::error::need_buffer) ec = {};
-    if (ec) co_return std::pair{RelayStop::kInputFailed, ec};
-    const size_t got = buf_size - body.size;
-    const bool more = !parser.is_done();
-    // A zero-length piece would be framed as the last chunk: only write when there is
-    // data, or to finish the message.
-    if (got == 0 && more) continue;
-    body.data = got == 0 ? nullptr : buf;
-    body.size = got;
-    body.more = more;
-    out.expires_after(out_timeout);
-    auto [wec, wn] = co_await http::async_write(out, serializer, kTuple);
-    if (wec == http::error::need_buffer) wec = {};
-    if (wec) co_return std::pair{RelayStop::kOutputFailed, wec};
-  }
-  co_return std::pair{RelayStop::kDone, beast::error_code{}};
-}
-
-// One direction of an upgraded connection. EOF is passed on as a half-close; an error
-// closes both sockets, which ends the other direction too.
-asio::awaitable<void> Pump(tcp::socket& from, tcp::socket& to, Clock::time_point& last_activity) {
-  std::array<char, 16 * 1024> buf;
-  beast::error_code ignored;
-  for (;;) {
-    auto [ec, n] = co_await from.async_read_some(asio::buffer(buf), kTuple);
-    if (ec) {
-      if (ec == asio::error::eof) {
-        to.shutdown(tcp::socket::shutdown_send, ignored);
-      } else {
-        from.close(ignored);
-        to.close(ignored);
-      }
-      co_return;
-    }
-    last_activity = Clock::now();
-    auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), n), kTuple);
-    if (wec) {
-      from.close(ignored);
-      to.close(ignored);
-      co_return;
-    }
-  }
-}
-
-// Ends when nothing moved through a tunnel for `idle`.
-asio::awaitable<void> Watchdog(const Clock::time_point& last_activity, std::chrono::seconds idle) {
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  for (;;) {
-    auto deadline = last_activity + idle;
-    if (Clock::now() >= deadline) co_return;
-    timer.expires_at(deadline);
-    auto [ec] = co_await timer.async_wait(kTuple);
-    if (ec) co_return;
-  }
-}
-
-class Connection {
+// Counts a request against a replica for least-connections while it is served.
+class InFlight {
  public:
-  Connection(ConnectionEnv& env, tcp::socket socket)
-      : env_(env),
-        client_(std::move(socket)),
-        relay_buffer_(std::make_unique<char[]>(kRelayBufferBytes)) {
-    beast::error_code ec;
-    client_.socket().set_option(tcp::no_delay(true), ec);
-    auto remote = client_.socket().remote_endpoint(ec);
-    client_ip_ = ec ? "unknown" : remote.address().to_string();
+  InFlight() = default;
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+  ~InFlight() { Set(nullptr); }
+  void Set(UpstreamState* state) {
+    if (state_) state_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    state_ = state;
+    if (state_) state_->in_flight.fetch_add(1, std::memory_order_relaxed);
   }
-
-  asio::awaitable<void> Run();
 
  private:
-  asio::awaitable<Next> Handle(RequestParser& parser);
-  asio::awaitable<Next> Proxy(RequestParser& parser, const CompiledRoute& route,
-                              const RequestInfo& info, bool keep_alive, Exchange& ex);
-  asio::awaitable<Next> ServeStatic(RequestParser& parser, const CompiledRoute& route,
-                                    const RequestInfo& info, bool keep_alive, Exchange& ex);
-  asio::awaitable<Next> SendPage(const Page& page, const RequestInfo& info, bool keep_alive,
-                                 Exchange& ex, http::field extra_field = http::field::unknown,
-                                 std::string_view extra_value = {});
-  // 502 "closed the connection or sent an invalid response".
-  asio::awaitable<Next> SendBadGateway(const CompiledRoute& route, const RequestInfo& info,
-                                       bool keep_alive, Exchange& ex);
-  asio::awaitable<Next> AnswerUnreadableRequest(beast::error_code ec);
-  asio::awaitable<void> Tunnel(UpstreamConnection& upstream, beast::flat_buffer& upstream_buffer);
-  asio::awaitable<void> Close(bool linger);
-  void Log(const Exchange& ex) const;
-
-  ConnectionEnv& env_;
-  beast::tcp_stream client_;
-  beast::flat_buffer buffer_;
-  std::string client_ip_;
-  std::unique_ptr<char[]> relay_buffer_;
+  UpstreamState* state_ = nullptr;
 };
 
-asio::awaitable<void> Connection::Run() {
+template <class Stream>
+Socket& Lowest(Stream& stream) {
+  return beast::get_lowest_layer(stream);
+}
+
+// Moves bytes one way through a tunnel. EOF on a plain stream is passed on as a
+// half-close; otherwise the end of either direction closes both.
+struct TunnelState {
+  explicit TunnelState(const Executor& executor) : timer(executor) {}
+  Clock::time_point last_activity = Clock::now();
+  int open = 2;
+  Timer timer;
+};
+
+template <class From, class To>
+Task<void> Pump(From& from, To& to, TunnelState& state, char* buf, size_t size) {
+  beast::error_code ignored;
+  for (;;) {
+    auto [ec, n] = co_await from.async_read_some(asio::buffer(buf, size), kTuple);
+    if (ec) {
+      if (ec == asio::error::eof && std::is_same_v<To, PlainStream> && state.open == 2) {
+        Lowest(to).shutdown(tcp::socket::shutdown_send, ignored);
+      } else {
+        Lowest(from).close(ignored);
+        Lowest(to).close(ignored);
+      }
+      break;
+    }
+    state.last_activity = Clock::now();
+    auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf, n), kTuple);
+    if (wec) {
+      Lowest(from).close(ignored);
+      Lowest(to).close(ignored);
+      break;
+    }
+  }
+  if (--state.open == 0) state.timer.cancel();
+}
+
+// Closes both sides when nothing moved through the tunnel for `idle`.
+template <class A, class B>
+Task<void> Watchdog(A& a, B& b, TunnelState& state, std::chrono::seconds idle) {
+  for (;;) {
+    if (state.open == 0) co_return;
+    const auto deadline = state.last_activity + idle;
+    if (Clock::now() >= deadline) {
+      beast::error_code ignored;
+      Lowest(a).close(ignored);
+      Lowest(b).close(ignored);
+      co_return;
+    }
+    state.timer.expires_at(deadline);
+    co_await state.timer.async_wait(kTuple);
+  }
+}
+
+template <class Stream>
+class Connection {
+ public:
+  static constexpr bool kTls = !std::is_same_v<Stream, PlainStream>;
+
+  Connection(ConnectionEnv& env, Stream stream, std::string client_ip)
+      : env_(env),
+        client_(std::move(stream)),
+        deadline_(env.deadlines, Lowest(client_)),
+        client_ip_(std::move(client_ip)) {
+    request_id_.reserve(128);
+    host_.reserve(64);
+    head_out_.reserve(1024);
+  }
+  ~Connection() { ReturnRelayBuffer(); }
+
+  Stream& stream() { return client_; }
+  Deadline& deadline() { return deadline_; }
+  Task<void> Run();
+
+ private:
+  char* RelayBuffer() {
+    if (!relay_) relay_ = env_.buffers.Take();
+    return relay_.get();
+  }
+  void ReturnRelayBuffer() {
+    if (relay_) env_.buffers.Give(std::move(relay_));
+    if (arena_ && arena_->live() == 0) env_.arenas.Give(std::move(arena_));
+  }
+  // For the fields of the messages of the current request.
+  ArenaAllocator<char> FieldsAllocator() {
+    if (!arena_) arena_ = env_.arenas.Take();
+    return ArenaAllocator<char>(arena_.get());
+  }
+
+  // Fills `ex` and `info` from a request's head; picks its request id.
+  void Begin(const RequestParser& parser, Exchange& ex, RequestInfo& info);
+  Task<Next> Route(RequestParser& parser, const RequestInfo& info, Exchange& ex);
+  Task<Next> Proxy(RequestParser& parser, const CompiledRoute& route, const RequestInfo& info,
+                   bool keep_alive, Exchange& ex);
+  Task<Relay> SendRequestBody(RequestParser& parser, UpstreamConnection& upstream, int64_t limit,
+                              Exchange& ex);
+  Task<Relay> SendResponseBody(ResponseParser& parser, UpstreamConnection& upstream, BodyFraming in,
+                               BodyFraming out, uint64_t length, Exchange& ex);
+  Task<Next> ServeStatic(RequestParser& parser, const CompiledRoute& route, const RequestInfo& info,
+                         bool keep_alive, Exchange& ex);
+  Task<Next> SendPage(const Page& page, const RequestInfo& info, bool keep_alive, Exchange& ex,
+                      http::field extra_field = http::field::unknown,
+                      std::string_view extra_value = {});
+  Task<Next> SendText(http::status status, std::string_view body, const RequestInfo& info,
+                      bool keep_alive, Exchange& ex);
+  Task<Next> SendFailure(ConnectFailure failure, const CompiledRoute& route,
+                         const RequestInfo& info, bool keep_alive, Exchange& ex);
+  Task<Next> AnswerUnreadableRequest(beast::error_code ec);
+  Task<void> Tunnel(UpstreamConnection& upstream);
+  Task<void> Close(bool linger);
+  void Record(const Exchange& ex);
+
+  ConnectionEnv& env_;
+  Stream client_;
+  Deadline deadline_;  // of the client-side operation in progress
+  beast::flat_buffer buffer_;
+  std::string client_ip_;
+  std::string request_id_;
+  std::string host_;      // normalised Host of the current request
+  std::string head_out_;  // a head being forwarded, reused across requests
+  std::unique_ptr<char[]> relay_;
+  std::unique_ptr<Arena> arena_;  // outlives every parser (they live in Run's callees)
+};
+
+template <class Stream>
+Task<void> Connection<Stream>::Run() {
   const auto& options = env_.options;
   Next next = Next::kKeepAlive;
   bool first = true;
   while (next == Next::kKeepAlive) {
     // Between requests the idle timeout applies; once a request starts, the header
-    // timeout does (the first request gets the header timeout from accept on).
+    // timeout does, for the whole header (the first request gets it from accept on).
     if (!first && buffer_.size() == 0) {
-      client_.expires_after(options.idle_timeout);
+      ReturnRelayBuffer();
+      deadline_.After(options.idle_timeout);
       auto [ec, n] = co_await client_.async_read_some(buffer_.prepare(kIdleReadBytes), kTuple);
+      deadline_.Never();
       if (ec) {
         next = Next::kDrop;
         break;
@@ -207,25 +280,36 @@ asio::awaitable<void> Connection::Run() {
       buffer_.commit(n);
     }
     first = false;
-    RequestParser parser;
+    RequestParser parser(std::piecewise_construct, std::make_tuple(),
+                         std::make_tuple(FieldsAllocator()));
     parser.header_limit(static_cast<std::uint32_t>(
         std::min<size_t>(options.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
     parser.body_limit(boost::none);
-    client_.expires_after(options.header_timeout);
+    deadline_.After(options.header_timeout);
     auto [ec, n] = co_await http::async_read_header(client_, buffer_, parser, kTuple);
+    deadline_.Never();
     if (ec) {
       next = co_await AnswerUnreadableRequest(ec);
       break;
     }
-    next = co_await Handle(parser);
+    // Per request: one coroutine frame for Route(), one more for proxying (kept shallow:
+    // every nested awaitable is a frame allocation).
+    Exchange ex;
+    RequestInfo info;
+    Begin(parser, ex, info);
+    next = co_await Route(parser, info, ex);
+    Record(ex);
   }
   co_await Close(next == Next::kClose);
 }
 
-asio::awaitable<Next> Connection::AnswerUnreadableRequest(beast::error_code ec) {
+template <class Stream>
+Task<Next> Connection<Stream>::AnswerUnreadableRequest(beast::error_code ec) {
   RequestInfo info;
   Exchange ex;
   ex.note = ec.message();
+  env_.ids.Next(&request_id_);
+  host_.clear();
   std::optional<Page> page;
   if (ec == http::error::header_limit) {
     page = HeaderTooLargePage(env_.options.max_header_bytes);
@@ -235,221 +319,560 @@ asio::awaitable<Next> Connection::AnswerUnreadableRequest(beast::error_code ec) 
     // The client left, or sent nothing in time: nobody to answer.
     co_return Next::kDrop;
   }
-  co_return co_await SendPage(*page, info, false, ex);
-}
-
-asio::awaitable<Next> Connection::Handle(RequestParser& parser) {
-  auto& req = parser.get();
-  Exchange ex;
-  ex.method = std::string(View(req.method_string()));
-  ex.target = std::string(View(req.target()));
-  RequestInfo info;
-  info.version = req.version();
-  info.head = req.method() == http::verb::head;
-  info.html = WantsHtml(View(req[http::field::accept]));
-  // A body we do not read (local answers) means the connection cannot be reused.
-  const bool keep_alive = req.keep_alive();
-  const bool local_keep_alive = keep_alive && parser.is_done();
-  ex.host = NormalizeHost(View(req[http::field::host]));
-
-  // Held for the whole exchange: a Swap() meanwhile does not affect this request.
-  std::shared_ptr<const RouteIndex> routes = env_.routes.Current();
-  const CompiledRoute* route = routes->Find(ex.host);
-  Next next;
-  if (ex.host.empty() && req.version() >= 11) {
-    const Page page = BadRequestPage("the Host header is missing");
-    next = co_await SendPage(page, info, false, ex);
-  } else if (route == nullptr) {
-    const Page page = UnknownHostPage(ex.host);
-    next = co_await SendPage(page, info, local_keep_alive, ex);
-  } else if (route->is_static()) {
-    next = co_await ServeStatic(parser, *route, info, local_keep_alive, ex);
-  } else if (route->upstreams.empty()) {
-    const Page page = NoReplicaPage(route->service_label);
-    next = co_await SendPage(page, info, local_keep_alive, ex);
-  } else {
-    next = co_await Proxy(parser, *route, info, keep_alive, ex);
-  }
-  Log(ex);
+  Next next = co_await SendPage(*page, info, false, ex);
+  Record(ex);
   co_return next;
 }
 
-asio::awaitable<Next> Connection::Proxy(RequestParser& parser, const CompiledRoute& route,
-                                        const RequestInfo& info, bool client_keep_alive,
-                                        Exchange& ex) {
+template <class Stream>
+void Connection<Stream>::Begin(const RequestParser& parser, Exchange& ex, RequestInfo& info) {
+  const auto& req = parser.get();
+  ex.method = View(req.method_string());
+  ex.target = View(req.target());
+  info.version = req.version();
+  info.head = req.method() == http::verb::head;
+  info.html = WantsHtml(View(req[http::field::accept]));
+
+  // Keep a sane X-Request-Id from the client (exactly one), else make one.
+  auto [id_begin, id_end] = req.equal_range("X-Request-Id");
+  if (id_begin != id_end && std::next(id_begin) == id_end &&
+      IsSaneRequestId(View(id_begin->value()))) {
+    request_id_.assign(View(id_begin->value()));
+  } else {
+    env_.ids.Next(&request_id_);
+  }
+  NormalizeHostInto(View(req[http::field::host]), &host_);
+}
+
+template <class Stream>
+Task<Next> Connection<Stream>::Route(RequestParser& parser, const RequestInfo& info, Exchange& ex) {
+  const auto& options = env_.options;
+  auto& req = parser.get();
+  if (const char* why = CheckRequestHead(req)) {
+    const Page page = BadRequestPage(why);
+    co_return co_await SendPage(page, info, false, ex);
+  }
+  const bool keep_alive = req.keep_alive();
+  // A body we do not read (local answers) means the connection cannot be reused.
+  const bool local_keep_alive = keep_alive && parser.is_done();
+
+  if (!kTls && options.acme != nullptr &&
+      (req.method() == http::verb::get || req.method() == http::verb::head) &&
+      ex.target.starts_with(kAcmePrefix)) {
+    std::string_view token = ex.target.substr(kAcmePrefix.size());
+    token = token.substr(0, token.find('?'));
+    std::optional<std::string> answer;
+    if (!token.empty() && token.find('/') == std::string_view::npos) {
+      answer = options.acme->KeyAuthorization(token);
+    }
+    if (answer) {
+      co_return co_await SendText(http::status::ok, *answer, info, local_keep_alive, ex);
+    }
+    const Page page{http::status::not_found, "No pending ACME challenge with this token", ""};
+    co_return co_await SendPage(page, info, local_keep_alive, ex);
+  }
+
+  if (host_.empty() && req.version() >= 11) {
+    const Page page = BadRequestPage("the Host header is missing");
+    co_return co_await SendPage(page, info, false, ex);
+  }
+  ex.routes = env_.routes.Current();
+  const CompiledRoute* route = ex.routes->Find(host_, ex.target);
+  ex.route = route;
+  if (route == nullptr) {
+    const Page page = UnknownHostPage(host_);
+    co_return co_await SendPage(page, info, local_keep_alive, ex);
+  }
+  if (!kTls && route->redirect_to_https) {
+    std::string location = "https://" + host_;
+    if (env_.https_port > 0 && env_.https_port != 443) {
+      location += ":" + std::to_string(env_.https_port);
+    }
+    location += ex.target.starts_with("/") ? ex.target : "/";
+    const Page page{http::status::permanent_redirect, "Moved to " + location, ""};
+    co_return co_await SendPage(page, info, local_keep_alive, ex, http::field::location, location);
+  }
+  if (!parser.is_done()) {
+    const int64_t limit =
+        route->max_body_bytes != 0 ? route->max_body_bytes : options.max_body_bytes;
+    if (limit >= 0 && parser.content_length() &&
+        *parser.content_length() > static_cast<uint64_t>(limit)) {
+      const Page page = BodyTooLargePage(static_cast<uint64_t>(limit));
+      co_return co_await SendPage(page, info, false, ex);
+    }
+  }
+  if (route->is_static())
+    co_return co_await ServeStatic(parser, *route, info, local_keep_alive, ex);
+  if (route->upstreams.empty()) {
+    const Page page = NoReplicaPage(route->service_label);
+    co_return co_await SendPage(page, info, local_keep_alive, ex);
+  }
+  co_return co_await Proxy(parser, *route, info, keep_alive, ex);
+}
+
+template <class Stream>
+Task<Next> Connection<Stream>::Proxy(RequestParser& parser, const CompiledRoute& route,
+                                     const RequestInfo& info, bool client_keep_alive,
+                                     Exchange& ex) {
   const auto& options = env_.options;
   auto& req = parser.get();
   const bool upgrade = IsUpgradeRequest(req);
-  const bool expect_continue = EqualsIgnoreCase(View(req[http::field::expect]), "100-continue");
-  const std::string original_host(View(req[http::field::host]));
-
-  ConnectOutcome outcome = co_await env_.upstreams.Connect(route);
-  if (!outcome.connection) {
-    const bool keep = client_keep_alive && parser.is_done();
-    const Page page =
-        outcome.failure == ConnectFailure::kTimeout
-            ? UpstreamConnectTimeoutPage(
-                  route.service_label, static_cast<long>(options.upstream_connect_timeout.count()))
-        : outcome.failure == ConnectFailure::kNoUpstreams
-            ? NoReplicaPage(route.service_label)
-            : UpstreamRefusedPage(route.service_label);
-    co_return co_await SendPage(page, info, keep, ex);
-  }
-  std::unique_ptr<UpstreamConnection> connection = std::move(outcome.connection);
-  beast::tcp_stream& upstream = connection->stream;
-  ex.upstream = connection->endpoint;
-
-  RemoveHopByHop(req, upgrade);
-  if (upgrade) req.set(http::field::connection, "upgrade");
-  // The edge answers "100 Continue" itself (below), as the upstream never sees Expect.
-  if (expect_continue) req.erase(http::field::expect);
-  AddForwardedFields(req, client_ip_, "http", original_host);
-  req.version(11);
-
+  const bool has_body = !parser.is_done();
+  const bool chunked_in = has_body && parser.chunked();
+  const bool retryable = !has_body && !upgrade && IsIdempotent(req.method());
+  const bool keep_if_unsent = client_keep_alive && parser.is_done();
   const auto upstream_timeout = options.upstream_response_timeout;
-  const auto client_timeout = options.idle_timeout;
-  http::serializer<true, http::buffer_body> request_serializer{req};
-  upstream.expires_after(upstream_timeout);
-  auto [hec, hn] = co_await http::async_write_header(upstream, request_serializer, kTuple);
-  if (hec) {
-    env_.upstreams.Release(std::move(connection), false);
-    co_return co_await SendBadGateway(route, info, client_keep_alive && parser.is_done(), ex);
-  }
+  const int64_t limit = route.max_body_bytes != 0 ? route.max_body_bytes : options.max_body_bytes;
 
-  if (!parser.is_done()) {
-    if (expect_continue) {
-      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      client_.expires_after(client_timeout);
-      auto [cec, cn] = co_await asio::async_write(client_, asio::buffer(kContinue), kTuple);
-      if (cec) co_return Next::kDrop;
-    }
-    auto [stop, ec] =
-        co_await RelayBody(client_, buffer_, parser, client_timeout, upstream, request_serializer,
-                           upstream_timeout, relay_buffer_.get(), kRelayBufferBytes);
-    if (stop != RelayStop::kDone) {
-      env_.upstreams.Release(std::move(connection), false);
-      ex.note = ec.message();
-      if (stop == RelayStop::kOutputFailed) {
-        co_return co_await SendBadGateway(route, info, false, ex);
-      }
-      if (IsMalformed(ec)) {
-        const Page page = BadRequestPage("the request body is malformed");
-        co_return co_await SendPage(page, info, false, ex);
-      }
-      co_return Next::kDrop;
-    }
+  ForwardedRequest forward;
+  forward.client_ip = client_ip_;
+  forward.proto = kTls ? "https" : "http";
+  forward.request_id = request_id_;
+  forward.upgrade = upgrade;
+  if (chunked_in) {
+    forward.framing = BodyFraming::kChunked;
+  } else if (parser.content_length()) {
+    forward.framing = BodyFraming::kLength;
+    forward.length = *parser.content_length();
   }
+  WriteUpstreamRequestHead(req, forward, &head_out_);
+  const bool expect_continue =
+      has_body && EqualsIgnoreCase(View(req[http::field::expect]), "100-continue");
 
-  // Interim 1xx answers (other than 101) are dropped; the final answer follows them.
-  beast::flat_buffer upstream_buffer;
-  std::optional<ResponseParser> response_parser;
+  TriedSet tried;
+  ConnectFailure last_failure = ConnectFailure::kRefused;
+  bool fresh_only = false;
+  std::unique_ptr<UpstreamConnection> connection;
+  InFlight in_flight;
+  std::optional<ResponseParser> response;
   for (;;) {
-    response_parser.emplace();
-    response_parser->header_limit(static_cast<std::uint32_t>(
-        std::min<size_t>(std::max(options.max_header_bytes, kMinUpstreamHeaderBytes),
-                         std::numeric_limits<std::uint32_t>::max())));
-    response_parser->body_limit(boost::none);
-    if (info.head) response_parser->skip(true);
-    upstream.expires_after(upstream_timeout);
-    auto [ec, n] =
-        co_await http::async_read_header(upstream, upstream_buffer, *response_parser, kTuple);
-    if (ec) {
-      env_.upstreams.Release(std::move(connection), false);
-      ex.note = ec.message();
-      if (ec != beast::error::timeout) {
-        co_return co_await SendBadGateway(route, info, client_keep_alive, ex);
+    const int index = PickUpstream(route, tried, SteadyNowNs());
+    if (index < 0) {
+      co_return co_await SendFailure(last_failure, route, info, keep_if_unsent, ex);
+    }
+    const CompiledUpstream& upstream = route.upstreams[static_cast<size_t>(index)];
+    in_flight.Set(upstream.state.get());
+    bool reused = false;
+    if (!fresh_only) {
+      connection = env_.upstreams.TakeIdle(upstream.endpoint, /*check_open=*/!retryable);
+      reused = connection != nullptr;
+    }
+    if (!connection) {
+      ConnectOutcome outcome = co_await env_.upstreams.Connect(upstream.endpoint);
+      if (!outcome.connection) {
+        Eject(*upstream.state, options.eject_duration, SteadyNowNs());
+        tried.Add(static_cast<size_t>(index));
+        last_failure = outcome.failure;
+        in_flight.Set(nullptr);
+        continue;
       }
+      connection = std::move(outcome.connection);
+    }
+    ex.upstream = upstream.endpoint;
+
+    // The request head (the body follows separately, never buffered whole).
+    connection->deadline.After(upstream_timeout);
+    auto [wec, wn] =
+        co_await asio::async_write(connection->socket, asio::buffer(head_out_), kTuple);
+    connection->deadline.Never();
+    if (wec) {
+      env_.upstreams.Release(std::move(connection), false);
+      ex.note = "upstream: " + wec.message();
+      if (retryable) {
+        if (reused) {
+          fresh_only = true;
+        } else {
+          tried.Add(static_cast<size_t>(index));
+          last_failure = ConnectFailure::kDropped;
+        }
+        continue;
+      }
+      const Page page = UpstreamBadResponsePage(route.service_label);
+      co_return co_await SendPage(page, info, keep_if_unsent, ex);
+    }
+
+    if (has_body) {
+      if (expect_continue) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        deadline_.After(options.idle_timeout);
+        auto [cec, cn] = co_await asio::async_write(client_, asio::buffer(kContinue), kTuple);
+        deadline_.Never();
+        if (cec) {
+          env_.upstreams.Release(std::move(connection), false);
+          co_return Next::kDrop;
+        }
+      }
+      const Relay relay = co_await SendRequestBody(parser, *connection, limit, ex);
+      if (relay != Relay::kDone) {
+        env_.upstreams.Release(std::move(connection), false);
+        if (relay == Relay::kTooLarge) {
+          const Page page = BodyTooLargePage(static_cast<uint64_t>(limit));
+          co_return co_await SendPage(page, info, false, ex);
+        }
+        if (relay == Relay::kOutputFailed) {
+          const Page page = UpstreamBadResponsePage(route.service_label);
+          co_return co_await SendPage(page, info, false, ex);
+        }
+        if (relay == Relay::kMalformed) {
+          const Page page = BadRequestPage("the request body is malformed");
+          co_return co_await SendPage(page, info, false, ex);
+        }
+        co_return Next::kDrop;
+      }
+    }
+
+    // Interim 1xx answers (other than 101) are dropped; the final answer follows them.
+    beast::error_code ec;
+    for (;;) {
+      response.emplace(std::piecewise_construct, std::make_tuple(),
+                       std::make_tuple(FieldsAllocator()));
+      response->header_limit(static_cast<std::uint32_t>(
+          std::min<size_t>(std::max(options.max_header_bytes, kMinUpstreamHeaderBytes),
+                           std::numeric_limits<std::uint32_t>::max())));
+      response->body_limit(boost::none);
+      if (info.head) response->skip(true);
+      connection->deadline.After(upstream_timeout);
+      std::tie(ec, std::ignore) = co_await http::async_read_header(
+          connection->socket, connection->buffer, *response, kTuple);
+      connection->deadline.Never();
+      if (ec) break;
+      const unsigned status = response->get().result_int();
+      if (status < 100 || status >= 200 || status == 101) break;
+    }
+    if (!ec) break;
+    const bool nothing_received = !response->got_some() && connection->buffer.size() == 0;
+    const bool timed_out = connection->deadline.TimedOut();
+    env_.upstreams.Release(std::move(connection), false);
+    ex.note = timed_out ? "upstream: no answer in time" : "upstream: " + ec.message();
+    if (timed_out) {
       const Page page = UpstreamResponseTimeoutPage(route.service_label,
                                                     static_cast<long>(upstream_timeout.count()));
       co_return co_await SendPage(page, info, client_keep_alive, ex);
     }
-    const unsigned status = response_parser->get().result_int();
-    if (status < 100 || status >= 200 || status == 101) break;
+    if (retryable && nothing_received) {
+      if (reused) {
+        fresh_only = true;
+      } else {
+        tried.Add(static_cast<size_t>(index));
+        last_failure = ConnectFailure::kDropped;
+      }
+      continue;
+    }
+    const Page page = UpstreamBadResponsePage(route.service_label);
+    co_return co_await SendPage(page, info, client_keep_alive, ex);
   }
 
-  auto& res = response_parser->get();
-  if (res.result() == http::status::switching_protocols) {
+  auto& res = response->get();
+  const unsigned status = res.result_int();
+  ClientResponse answer;
+  answer.client_version = info.version;
+  answer.request_id = request_id_;
+  if (status == 101) {
     if (!upgrade) {
       env_.upstreams.Release(std::move(connection), false);
-      co_return co_await SendBadGateway(route, info, false, ex);
+      ex.note = "upstream: 101 without an upgrade request";
+      const Page page = UpstreamBadResponsePage(route.service_label);
+      co_return co_await SendPage(page, info, false, ex);
     }
-    RemoveHopByHop(res, /*keep_upgrade=*/true);
-    res.set(http::field::connection, "upgrade");
+    answer.upgrade = true;
+    WriteClientResponseHead(res, answer, &head_out_);
     ex.status = 101;
-    http::serializer<false, http::buffer_body> serializer{res};
-    client_.expires_after(client_timeout);
-    auto [ec, n] = co_await http::async_write_header(client_, serializer, kTuple);
-    if (!ec) co_await Tunnel(*connection, upstream_buffer);
+    deadline_.After(options.idle_timeout);
+    auto [ec, n] = co_await asio::async_write(client_, asio::buffer(head_out_), kTuple);
+    deadline_.Never();
+    if (!ec) co_await Tunnel(*connection);
     env_.upstreams.Release(std::move(connection), false);
     co_return Next::kDrop;
   }
 
-  RemoveHopByHop(res, /*keep_upgrade=*/false);
-  bool keep_alive = client_keep_alive;
-  const bool has_body = !response_parser->is_done();
-  if (info.version < 11) {
-    // HTTP/1.0 clients know no chunked encoding: send the body raw, ended by closing.
-    if (res.chunked()) res.chunked(false);
-    if (has_body && !response_parser->content_length()) keep_alive = false;
-  } else if (has_body && response_parser->need_eof()) {
-    // The upstream ends its body by closing; chunk it so the client connection lives on.
-    res.chunked(true);
-  }
-  res.version(11);
-  SetClientConnection(res, info.version, keep_alive);
-  ex.status = res.result_int();
-
-  http::serializer<false, http::buffer_body> response_serializer{res};
-  client_.expires_after(client_timeout);
-  auto [wec, wn] = co_await http::async_write_header(client_, response_serializer, kTuple);
-  if (wec) {
-    env_.upstreams.Release(std::move(connection), false);
-    co_return Next::kDrop;
-  }
-  if (has_body) {
-    auto [stop, ec] = co_await RelayBody(upstream, upstream_buffer, *response_parser,
-                                         upstream_timeout, client_, response_serializer,
-                                         client_timeout, relay_buffer_.get(), kRelayBufferBytes);
-    if (stop != RelayStop::kDone) {
-      // The status line is out already: all that is left is to cut the connection, which
-      // tells the client the body is incomplete.
-      ex.note = (stop == RelayStop::kInputFailed ? "upstream: " : "client: ") + ec.message();
-      env_.upstreams.Release(std::move(connection), false);
-      co_return Next::kDrop;
+  BodyFraming in = BodyFraming::kNone;
+  uint64_t length = 0;
+  if (!response->is_done()) {
+    if (response->chunked()) {
+      in = BodyFraming::kChunked;
+    } else if (response->content_length()) {
+      in = BodyFraming::kLength;
+      length = *response->content_length();
+    } else {
+      in = BodyFraming::kCloseDelimited;
     }
   }
-  env_.upstreams.Release(std::move(connection), response_parser->keep_alive());
+  bool keep_alive = client_keep_alive;
+  BodyFraming out = in;
+  if (in == BodyFraming::kChunked || in == BodyFraming::kCloseDelimited) {
+    // HTTP/1.0 clients know no chunked encoding: they get the body raw, ended by closing.
+    // HTTP/1.1 clients get it chunked, so their connection lives on.
+    if (info.version < 11) {
+      out = BodyFraming::kCloseDelimited;
+      keep_alive = false;
+    } else {
+      out = BodyFraming::kChunked;
+    }
+  }
+  answer.keep_alive = keep_alive;
+  answer.framing = out;
+  answer.length = length;
+  WriteClientResponseHead(res, answer, &head_out_);
+  ex.status = status;
+
+  Relay relay = Relay::kDone;
+  if (in == BodyFraming::kNone ||
+      (in == BodyFraming::kLength && connection->buffer.size() >= length)) {
+    // The whole answer is at hand (the common small response): one write, here.
+    const size_t have = static_cast<size_t>(length);
+    const std::array<asio::const_buffer, 2> pieces{
+        asio::buffer(head_out_), asio::buffer(connection->buffer.data().data(), have)};
+    deadline_.After(options.idle_timeout);
+    auto [ec, n] = co_await asio::async_write(client_, pieces, kTuple);
+    deadline_.Never();
+    if (ec) {
+      ex.note = "client: " + ec.message();
+      relay = Relay::kOutputFailed;
+    } else {
+      connection->buffer.consume(have);
+      ex.bytes_out += have;
+    }
+  } else {
+    relay = co_await SendResponseBody(*response, *connection, in, out, length, ex);
+  }
+  if (relay != Relay::kDone) {
+    // The status line is out already: all that is left is to cut the connection, which
+    // tells the client the body is incomplete.
+    env_.upstreams.Release(std::move(connection), false);
+    co_return Next::kDrop;
+  }
+  const bool reusable = !upgrade && in != BodyFraming::kCloseDelimited && response->keep_alive();
+  env_.upstreams.Release(std::move(connection), reusable);
   co_return keep_alive ? Next::kKeepAlive : Next::kClose;
 }
 
-asio::awaitable<void> Connection::Tunnel(UpstreamConnection& upstream,
-                                         beast::flat_buffer& upstream_buffer) {
+template <class Stream>
+Task<Relay> Connection<Stream>::SendRequestBody(RequestParser& parser, UpstreamConnection& upstream,
+                                                int64_t limit, Exchange& ex) {
+  const auto& options = env_.options;
+  char* buf = RelayBuffer();
+  if (!parser.chunked()) {
+    // Known length: raw bytes, first what the header read already buffered.
+    uint64_t remaining = parser.content_length().value_or(0);
+    while (remaining > 0) {
+      size_t n;
+      if (buffer_.size() > 0) {
+        n = static_cast<size_t>(std::min<uint64_t>(buffer_.size(), remaining));
+        std::memcpy(buf, buffer_.data().data(), n);
+        buffer_.consume(n);
+      } else {
+        deadline_.After(options.idle_timeout);
+        auto [ec, got] = co_await client_.async_read_some(
+            asio::buffer(buf,
+                         static_cast<size_t>(std::min<uint64_t>(kRelayBufferBytes, remaining))),
+            kTuple);
+        deadline_.Never();
+        if (ec) {
+          ex.note = "client: " + ec.message();
+          co_return Relay::kInputFailed;
+        }
+        n = got;
+      }
+      remaining -= n;
+      ex.bytes_in += n;
+      upstream.deadline.After(options.upstream_response_timeout);
+      auto [wec, wn] = co_await asio::async_write(upstream.socket, asio::buffer(buf, n), kTuple);
+      upstream.deadline.Never();
+      if (wec) {
+        ex.note = "upstream: " + wec.message();
+        co_return Relay::kOutputFailed;
+      }
+    }
+    co_return Relay::kDone;
+  }
+  // Chunked: decoded by the parser (which checks the framing), sent re-chunked.
+  while (!parser.is_done()) {
+    auto& body = parser.get().body();
+    body.data = buf;
+    body.size = kRelayBufferBytes;
+    deadline_.After(options.idle_timeout);
+    auto [ec, n] = co_await http::async_read_some(client_, buffer_, parser, kTuple);
+    deadline_.Never();
+    if (ec == http::error::need_buffer) ec = {};
+    if (ec) {
+      ex.note = "client: " + ec.message();
+      co_return IsMalformed(ec) ? Relay::kMalformed : Relay::kInputFailed;
+    }
+    const size_t got = kRelayBufferBytes - body.size;
+    ex.bytes_in += got;
+    if (limit >= 0 && ex.bytes_in > static_cast<uint64_t>(limit)) {
+      ex.note = "request body over the route's limit";
+      co_return Relay::kTooLarge;
+    }
+    const bool done = parser.is_done();
+    if (got == 0 && !done) continue;
+    char size_line[24];
+    const size_t size_len = got == 0 ? 0 : ChunkSizeLine(got, size_line);
+    const std::array<asio::const_buffer, 4> pieces{
+        asio::buffer(size_line, size_len), asio::buffer(buf, got),
+        asio::const_buffer("\r\n", got == 0 ? 0 : 2),
+        asio::buffer(kLastChunk.data(), done ? kLastChunk.size() : 0)};
+    upstream.deadline.After(options.upstream_response_timeout);
+    auto [wec, wn] = co_await asio::async_write(upstream.socket, pieces, kTuple);
+    upstream.deadline.Never();
+    if (wec) {
+      ex.note = "upstream: " + wec.message();
+      co_return Relay::kOutputFailed;
+    }
+  }
+  co_return Relay::kDone;
+}
+
+template <class Stream>
+Task<Relay> Connection<Stream>::SendResponseBody(ResponseParser& parser,
+                                                 UpstreamConnection& upstream, BodyFraming in,
+                                                 BodyFraming out, uint64_t length, Exchange& ex) {
+  const auto& options = env_.options;
+  const auto client_timeout = options.idle_timeout;
+  const auto upstream_timeout = options.upstream_response_timeout;
+  if (in == BodyFraming::kNone) {
+    deadline_.After(client_timeout);
+    auto [ec, n] = co_await asio::async_write(client_, asio::buffer(head_out_), kTuple);
+    deadline_.Never();
+    co_return ec ? Relay::kOutputFailed : Relay::kDone;
+  }
+  if (in == BodyFraming::kLength) {
+    // The head goes out together with whatever part of the body is already buffered (for
+    // small answers: all of it, one write).
+    uint64_t remaining = length;
+    const size_t have = static_cast<size_t>(std::min<uint64_t>(upstream.buffer.size(), remaining));
+    const std::array<asio::const_buffer, 2> first{
+        asio::buffer(head_out_), asio::buffer(upstream.buffer.data().data(), have)};
+    deadline_.After(client_timeout);
+    auto [ec, n] = co_await asio::async_write(client_, first, kTuple);
+    deadline_.Never();
+    if (ec) {
+      ex.note = "client: " + ec.message();
+      co_return Relay::kOutputFailed;
+    }
+    upstream.buffer.consume(have);
+    remaining -= have;
+    ex.bytes_out += have;
+    if (remaining == 0) co_return Relay::kDone;
+    char* buf = RelayBuffer();
+    while (remaining > 0) {
+      upstream.deadline.After(upstream_timeout);
+      auto [rec, got] = co_await upstream.socket.async_read_some(
+          asio::buffer(buf, static_cast<size_t>(std::min<uint64_t>(kRelayBufferBytes, remaining))),
+          kTuple);
+      upstream.deadline.Never();
+      if (rec) {
+        ex.note = "upstream: " + rec.message();
+        co_return Relay::kInputFailed;
+      }
+      deadline_.After(client_timeout);
+      auto [wec, wn] = co_await asio::async_write(client_, asio::buffer(buf, got), kTuple);
+      deadline_.Never();
+      if (wec) {
+        ex.note = "client: " + wec.message();
+        co_return Relay::kOutputFailed;
+      }
+      remaining -= got;
+      ex.bytes_out += got;
+    }
+    co_return Relay::kDone;
+  }
+
+  // Chunked or close-delimited: the head goes out at once (a stream may take its time),
+  // then every piece as soon as it arrives, so Server-Sent Events are not held back.
+  deadline_.After(client_timeout);
+  auto [hec, hn] = co_await asio::async_write(client_, asio::buffer(head_out_), kTuple);
+  deadline_.Never();
+  if (hec) {
+    ex.note = "client: " + hec.message();
+    co_return Relay::kOutputFailed;
+  }
+  char* buf = RelayBuffer();
+  const bool chunk = out == BodyFraming::kChunked;
+  bool done = false;
+  while (!done) {
+    size_t got = 0;
+    if (in == BodyFraming::kChunked) {
+      auto& body = parser.get().body();
+      body.data = buf;
+      body.size = kRelayBufferBytes;
+      upstream.deadline.After(upstream_timeout);
+      auto [ec, n] =
+          co_await http::async_read_some(upstream.socket, upstream.buffer, parser, kTuple);
+      upstream.deadline.Never();
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) {
+        ex.note = "upstream: " + ec.message();
+        co_return Relay::kInputFailed;
+      }
+      got = kRelayBufferBytes - body.size;
+      done = parser.is_done();
+    } else if (upstream.buffer.size() > 0) {
+      got = std::min(upstream.buffer.size(), kRelayBufferBytes);
+      std::memcpy(buf, upstream.buffer.data().data(), got);
+      upstream.buffer.consume(got);
+    } else {
+      upstream.deadline.After(upstream_timeout);
+      auto [ec, n] =
+          co_await upstream.socket.async_read_some(asio::buffer(buf, kRelayBufferBytes), kTuple);
+      upstream.deadline.Never();
+      if (ec == asio::error::eof) {
+        done = true;
+      } else if (ec) {
+        ex.note = "upstream: " + ec.message();
+        co_return Relay::kInputFailed;
+      }
+      got = n;
+    }
+    if (got == 0 && !(done && chunk)) continue;
+    char size_line[24];
+    const size_t size_len = chunk && got != 0 ? ChunkSizeLine(got, size_line) : 0;
+    const std::array<asio::const_buffer, 4> pieces{
+        asio::buffer(size_line, size_len), asio::buffer(buf, got),
+        asio::const_buffer("\r\n", chunk && got != 0 ? 2 : 0),
+        asio::buffer(kLastChunk.data(), chunk && done ? kLastChunk.size() : 0)};
+    deadline_.After(client_timeout);
+    auto [wec, wn] = co_await asio::async_write(client_, pieces, kTuple);
+    deadline_.Never();
+    if (wec) {
+      ex.note = "client: " + wec.message();
+      co_return Relay::kOutputFailed;
+    }
+    ex.bytes_out += got;
+  }
+  co_return Relay::kDone;
+}
+
+template <class Stream>
+Task<void> Connection<Stream>::Tunnel(UpstreamConnection& upstream) {
   // Timeouts of the HTTP phase stop here; the tunnel has its own inactivity watchdog.
-  client_.expires_never();
-  upstream.stream.expires_never();
-  tcp::socket& client_socket = client_.socket();
-  tcp::socket& upstream_socket = upstream.stream.socket();
+  deadline_.Never();
+  upstream.deadline.Never();
   // Bytes read past either header already belong to the new protocol.
   if (buffer_.size() > 0) {
-    auto [ec, n] = co_await asio::async_write(upstream_socket, buffer_.data(), kTuple);
+    auto [ec, n] = co_await asio::async_write(upstream.socket, buffer_.data(), kTuple);
     if (ec) co_return;
     buffer_.consume(buffer_.size());
   }
-  if (upstream_buffer.size() > 0) {
-    auto [ec, n] = co_await asio::async_write(client_socket, upstream_buffer.data(), kTuple);
+  if (upstream.buffer.size() > 0) {
+    auto [ec, n] = co_await asio::async_write(client_, upstream.buffer.data(), kTuple);
     if (ec) co_return;
-    upstream_buffer.consume(upstream_buffer.size());
+    upstream.buffer.consume(upstream.buffer.size());
   }
-  Clock::time_point last_activity = Clock::now();
+  // Two buffers, one per direction, for as long as the tunnel lives.
+  char* up_buf = RelayBuffer();
+  auto down = env_.buffers.Take();
+  TunnelState state(co_await asio::this_coro::executor);
   using namespace asio::experimental::awaitable_operators;
-  co_await ((Pump(client_socket, upstream_socket, last_activity) &&
-             Pump(upstream_socket, client_socket, last_activity)) ||
-            Watchdog(last_activity, env_.options.upstream_response_timeout));
+  co_await (Pump(client_, upstream.socket, state, up_buf, kRelayBufferBytes) &&
+            Pump(upstream.socket, client_, state, down.get(), kRelayBufferBytes) &&
+            Watchdog(client_, upstream.socket, state, env_.options.upstream_response_timeout));
+  env_.buffers.Give(std::move(down));
 }
 
-asio::awaitable<Next> Connection::ServeStatic(RequestParser& parser, const CompiledRoute& route,
-                                              const RequestInfo& info, bool keep_alive,
-                                              Exchange& ex) {
+template <class Stream>
+Task<Next> Connection<Stream>::ServeStatic(RequestParser& parser, const CompiledRoute& route,
+                                           const RequestInfo& info, bool keep_alive, Exchange& ex) {
   auto& req = parser.get();
   if (req.method() != http::verb::get && req.method() != http::verb::head) {
     const Page page = MethodNotAllowedPage(View(req.method_string()));
@@ -466,7 +889,8 @@ asio::awaitable<Next> Connection::ServeStatic(RequestParser& parser, const Compi
     co_return co_await SendPage(page, info, keep_alive, ex);
   }
   const StaticLookup lookup = ResolveStaticPath(root, ex.target);
-  const Page not_found_page = FileNotFoundPage(ex.target.substr(0, ex.target.find('?')));
+  const std::string_view path = ex.target.substr(0, ex.target.find('?'));
+  const Page not_found_page = FileNotFoundPage(path);
   if (lookup.kind == StaticLookup::kBadPath) {
     const Page page = BadRequestPage(lookup.reason);
     co_return co_await SendPage(page, info, keep_alive, ex);
@@ -489,98 +913,213 @@ asio::awaitable<Next> Connection::ServeStatic(RequestParser& parser, const Compi
   res.set(http::field::content_type, ContentTypeFor(lookup.path));
   res.content_length(lookup.size);
   res.set(http::field::last_modified, HttpDate(lookup.mtime));
+  res.set("X-Request-Id", request_id_);
   SetClientConnection(res, info.version, keep_alive);
   ex.status = 200;
   http::response_serializer<http::empty_body> serializer{res};
-  client_.expires_after(env_.options.idle_timeout);
+  deadline_.After(env_.options.idle_timeout);
   auto [ec, n] = co_await http::async_write_header(client_, serializer, kTuple);
+  deadline_.Never();
   if (ec) co_return Next::kDrop;
   if (!info.head) {
     // Chunks, never the whole file. Disk reads block this thread briefly; sendfile or
     // io_uring can replace this loop later.
+    char* buf = RelayBuffer();
     uint64_t remaining = lookup.size;
     while (remaining > 0) {
       const size_t want = static_cast<size_t>(std::min<uint64_t>(remaining, kRelayBufferBytes));
-      ssize_t got = ::read(fd, relay_buffer_.get(), want);
+      ssize_t got = ::read(fd, buf, want);
       if (got <= 0) {
         ex.note = "file shrank while being sent";
         co_return Next::kDrop;  // the promised Content-Length can no longer be met
       }
-      client_.expires_after(env_.options.idle_timeout);
-      auto [wec, wn] = co_await asio::async_write(
-          client_, asio::buffer(relay_buffer_.get(), static_cast<size_t>(got)), kTuple);
+      deadline_.After(env_.options.idle_timeout);
+      auto [wec, wn] =
+          co_await asio::async_write(client_, asio::buffer(buf, static_cast<size_t>(got)), kTuple);
+      deadline_.Never();
       if (wec) co_return Next::kDrop;
       remaining -= static_cast<uint64_t>(got);
+      ex.bytes_out += static_cast<uint64_t>(got);
     }
   }
   co_return keep_alive ? Next::kKeepAlive : Next::kClose;
 }
 
-asio::awaitable<Next> Connection::SendPage(const Page& page, const RequestInfo& info,
-                                           bool keep_alive, Exchange& ex, http::field extra_field,
-                                           std::string_view extra_value) {
+template <class Stream>
+Task<Next> Connection<Stream>::SendPage(const Page& page, const RequestInfo& info, bool keep_alive,
+                                        Exchange& ex, http::field extra_field,
+                                        std::string_view extra_value) {
   http::response<http::string_body> res{page.status, 11};
   res.set(http::field::content_type, PageContentType(info.html));
   res.set(http::field::cache_control, "no-store");
   if (extra_field != http::field::unknown) res.set(extra_field, extra_value);
+  res.set("X-Request-Id", request_id_);
   res.body() = RenderPage(page, info.html);
   res.prepare_payload();
   SetClientConnection(res, info.version, keep_alive);
   ex.status = static_cast<unsigned>(page.status);
+  if (ex.note.empty() && page.status != http::status::ok) ex.note = page.headline;
   http::response_serializer<http::string_body> serializer{res};
-  client_.expires_after(env_.options.idle_timeout);
+  deadline_.After(env_.options.idle_timeout);
   beast::error_code ec;
   if (info.head) {
     std::tie(ec, std::ignore) = co_await http::async_write_header(client_, serializer, kTuple);
   } else {
     std::tie(ec, std::ignore) = co_await http::async_write(client_, serializer, kTuple);
+    ex.bytes_out += res.body().size();
   }
+  deadline_.Never();
   if (ec) co_return Next::kDrop;
   co_return keep_alive ? Next::kKeepAlive : Next::kClose;
 }
 
-asio::awaitable<Next> Connection::SendBadGateway(const CompiledRoute& route,
-                                                 const RequestInfo& info, bool keep_alive,
-                                                 Exchange& ex) {
+template <class Stream>
+Task<Next> Connection<Stream>::SendText(http::status status, std::string_view body,
+                                        const RequestInfo& info, bool keep_alive, Exchange& ex) {
+  http::response<http::string_body> res{status, 11};
+  res.set(http::field::content_type, "text/plain");
+  res.set(http::field::cache_control, "no-store");
+  res.set("X-Request-Id", request_id_);
+  res.body().assign(body);
+  res.prepare_payload();
+  SetClientConnection(res, info.version, keep_alive);
+  ex.status = static_cast<unsigned>(status);
+  http::response_serializer<http::string_body> serializer{res};
+  deadline_.After(env_.options.idle_timeout);
+  beast::error_code ec;
+  if (info.head) {
+    std::tie(ec, std::ignore) = co_await http::async_write_header(client_, serializer, kTuple);
+  } else {
+    std::tie(ec, std::ignore) = co_await http::async_write(client_, serializer, kTuple);
+    ex.bytes_out += body.size();
+  }
+  deadline_.Never();
+  if (ec) co_return Next::kDrop;
+  co_return keep_alive ? Next::kKeepAlive : Next::kClose;
+}
+
+template <class Stream>
+Task<Next> Connection<Stream>::SendFailure(ConnectFailure failure, const CompiledRoute& route,
+                                           const RequestInfo& info, bool keep_alive, Exchange& ex) {
   // Pages are named locals, never temporaries inside a co_await expression: GCC 12
   // mishandles non-trivial temporaries there (seen as a bad free under ASan).
-  const Page page = UpstreamBadResponsePage(route.service_label);
+  auto make = [&]() -> Page {
+    switch (failure) {
+      case ConnectFailure::kTimeout:
+        return UpstreamConnectTimeoutPage(
+            route.service_label, static_cast<long>(env_.options.upstream_connect_timeout.count()));
+      case ConnectFailure::kNoUpstreams:
+        return NoReplicaPage(route.service_label);
+      case ConnectFailure::kDropped:
+        return UpstreamBadResponsePage(route.service_label);
+      default:
+        return UpstreamRefusedPage(route.service_label);
+    }
+  };
+  const Page page = make();
   co_return co_await SendPage(page, info, keep_alive, ex);
 }
 
-asio::awaitable<void> Connection::Close(bool linger) {
+template <class Stream>
+Task<void> Connection<Stream>::Close(bool linger) {
+  ReturnRelayBuffer();
   beast::error_code ec;
-  client_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  if constexpr (kTls) {
+    // Send close_notify without waiting for the client's (as nginx does).
+    SSL_set_shutdown(client_.native_handle(), SSL_RECEIVED_SHUTDOWN);
+    deadline_.After(std::chrono::seconds(1));
+    std::tie(ec) = co_await client_.async_shutdown(kTuple);
+    deadline_.Never();
+    ec = {};
+  }
+  Socket& socket = Lowest(client_);
+  socket.shutdown(tcp::socket::shutdown_send, ec);
   if (linger && !ec) {
+    // Drain at the TCP level (the TLS session is over).
+    char drain[4096];
     const auto deadline = Clock::now() + kLingerTime;
     size_t drained = 0;
     while (drained < kLingerMaxBytes) {
-      client_.expires_at(deadline);
-      auto [rec, n] = co_await client_.async_read_some(
-          asio::buffer(relay_buffer_.get(), kRelayBufferBytes), kTuple);
+      deadline_.At(deadline);
+      auto [rec, n] = co_await Lowest(client_).async_read_some(asio::buffer(drain), kTuple);
+      deadline_.Never();
       if (rec) break;
       drained += n;
     }
   }
-  client_.close();
+  Lowest(client_).close(ec);
 }
 
-void Connection::Log(const Exchange& ex) const {
-  if (!spdlog::should_log(spdlog::level::debug)) return;
-  auto ms = std::chrono::duration<double, std::milli>(Clock::now() - ex.start).count();
-  std::string upstream;
-  if (ex.upstream.port() != 0) {
-    upstream =
-        " upstream=" + ex.upstream.address().to_string() + ":" + std::to_string(ex.upstream.port());
+template <class Stream>
+void Connection<Stream>::Record(const Exchange& ex) {
+  const bool stats = ex.route != nullptr && ex.route->stats != nullptr;
+  if (!stats && !env_.options.access_log) return;
+  const auto elapsed = Clock::now() - ex.start;
+  if (stats && ex.status != 0) {
+    ex.route->stats->Record(
+        env_.worker_index, ex.status, ex.bytes_in, ex.bytes_out,
+        static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(elapsed).count()));
   }
-  spdlog::debug("edge: {} \"{} {}{}\" {} {:.1f}ms{}{}", client_ip_, ex.method, ex.host, ex.target,
-                ex.status, ms, upstream, ex.note.empty() ? "" : " (" + ex.note + ")");
+  if (!env_.options.access_log) return;
+  AccessLogEntry entry;
+  entry.time = std::chrono::system_clock::now() -
+               std::chrono::duration_cast<std::chrono::system_clock::duration>(elapsed);
+  entry.request_id = request_id_;
+  entry.client_ip = client_ip_;
+  entry.method = ex.method;
+  entry.host = host_;
+  entry.path = ex.target;
+  entry.status = ex.status;
+  entry.bytes_in = ex.bytes_in;
+  entry.bytes_out = ex.bytes_out;
+  entry.duration_ms = std::chrono::duration<double, std::milli>(elapsed).count();
+  if (ex.upstream) entry.upstream = Describe(*ex.upstream);
+  if (ex.route != nullptr) {
+    entry.route = ex.route->key;
+    entry.service = ex.route->service_label;
+  }
+  entry.tls = kTls;
+  entry.note = ex.note;
+  env_.options.access_log(entry);
+}
+
+std::string ClientIp(const Socket& socket) {
+  beast::error_code ec;
+  auto remote = socket.remote_endpoint(ec);
+  if (ec) return "unknown";
+  auto address = remote.address();
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6()).to_string();
+  }
+  return address.to_string();
 }
 
 }  // namespace
 
-asio::awaitable<void> ServeConnection(ConnectionEnv& env, tcp::socket socket) {
-  Connection connection(env, std::move(socket));
+Task<void> ServeConnection(ConnectionEnv& env, Socket socket) {
+  beast::error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  std::string ip = ClientIp(socket);
+  Connection<PlainStream> connection(env, std::move(socket), std::move(ip));
+  co_await connection.Run();
+}
+
+Task<void> ServeTlsConnection(ConnectionEnv& env, Socket socket, asio::ssl::context& sni_context) {
+  beast::error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  std::string ip = ClientIp(socket);
+  // Keeps the context the SNI callback chose alive as long as the connection.
+  std::shared_ptr<asio::ssl::context> chosen;
+  Connection<TlsStream> connection(env, TlsStream(std::move(socket), sni_context), std::move(ip));
+  TlsStream& stream = connection.stream();
+  SetChosenContextHolder(stream.native_handle(), &chosen);
+  connection.deadline().After(env.options.header_timeout);
+  auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kTuple);
+  if (hec) {
+    spdlog::debug("edge: TLS handshake failed: {}", hec.message());
+    co_return;
+  }
   co_await connection.Run();
 }
 

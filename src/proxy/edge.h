@@ -1,19 +1,42 @@
 #pragma once
 
-// Edge: the HTTP proxy every request to every app goes through.
+// Edge: the HTTP(S) proxy every request to every app goes through.
 //
-// It owns a routing table (host -> replicas or static files) that the control plane
-// replaces as a whole with Swap(); requests in flight keep the table they started
-// with. Requests are streamed both ways (bodies are never buffered whole). Unknown
-// hosts get a 404 page; a route with no healthy upstream gets a 502 page naming the
+// It owns a routing table that the control plane replaces as a whole with Swap();
+// requests in flight keep the table they started with. A request is matched by host,
+// then by the longest path prefix among that host's routes:
+//   - "api.example.com" matches that host exactly (case-insensitive, port ignored);
+//   - "*.example.com" matches exactly ONE more label, like a TLS wildcard certificate:
+//     "a.example.com" but neither "example.com" nor "a.b.example.com". An exact host
+//     wins over a wildcard; when none of an exact host's prefixes match, its wildcard's
+//     routes are tried.
+//   - path_prefix "/api" matches "/api", "/api/..." and "/api?..." but not "/apix"; a
+//     trailing slash is ignored ("/api/" is "/api"). The path is forwarded unchanged.
+// Unknown hosts get a 404 page; a route with no reachable upstream a 502 page naming the
 // service.
 //
-// Thread-safety: Swap() may be called from any thread while traffic flows; the hot
-// path takes no lock (a request reads one atomic version number; each thread re-fetches
-// the shared_ptr to the new table once per Swap).
+// HTTP/1.1 on both sides: client keep-alive, per-thread keep-alive pools to replicas,
+// bodies streamed both ways (never buffered whole), chunked in and out, HTTP/1.0
+// clients, WebSocket (any Upgrade) tunnels, Server-Sent Events forwarded as written.
+// Requests with ambiguous framing (Content-Length with Transfer-Encoding, repeated or
+// listed Content-Length, a Transfer-Encoding other than exactly "chunked", repeated
+// Host) are answered 400 and the connection closed.
+//
+// Replicas: round-robin or least-connections per route. A replica that refuses (or
+// times out) a connection is ejected on every thread for `eject_duration`, then tried
+// again. A failed connect moves the request to the next replica (nothing was sent yet);
+// an idempotent request without a body (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) whose
+// upstream connection dies before any response byte is retried: on a fresh connection
+// when the dead one came from the pool, else on another replica.
+//
+// Thread-safety: Swap() and Metrics() may be called from any thread while traffic flows;
+// the hot path takes no lock (a request reads one atomic version number; each thread
+// re-fetches the shared_ptr to the new table once per Swap).
 
+#include <array>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,49 +45,135 @@
 
 namespace slipway {
 
+class TlsContextProvider;   // proxy/tls.h
+class AcmeChallengeSource;  // proxy/tls.h
+
 struct Upstream {
   std::string host = "127.0.0.1";
   int port = 0;
 };
 
+enum class Balance {
+  kRoundRobin,        // JSON "round_robin"
+  kLeastConnections,  // JSON "least_connections": fewest requests in flight (all threads)
+};
+
 struct Route {
-  std::string host;                 // lowercase, no port: "api.bytomorrow.localhost"
+  std::string host;                 // lowercase, no port: "api.bytomorrow.localhost" or
+                                    // "*.bytomorrow.localhost" (one label)
   std::string service_label;        // for pages and logs: "bytomorrow/api"
-  std::vector<Upstream> upstreams;  // round-robin; empty with no static_root -> 502
+  std::vector<Upstream> upstreams;  // empty with no static_root -> 502
   std::string static_root;          // non-empty: serve files from this directory
+  std::string path_prefix = "/";    // longest prefix wins among the host's routes
+  Balance balance = Balance::kRoundRobin;
+  // Largest request body accepted, in bytes: 0 uses EdgeOptions::max_body_bytes, a
+  // negative value means no limit. Larger bodies get 413 (at once for a Content-Length,
+  // when the limit is passed for a chunked body).
+  int64_t max_body_bytes = 0;
+  // Plain-HTTP requests get "308 Permanent Redirect" to https://host[:https port]/path.
+  // ACME HTTP-01 challenges are still answered on plain HTTP.
+  bool redirect_to_https = false;
 };
 
 struct RouteTable {
   std::vector<Route> routes;
 };
 
+// One line of the access log: one finished request (also the edge's own answers).
+struct AccessLogEntry {
+  std::chrono::system_clock::time_point time;  // when the request's header was read
+  std::string request_id;                      // as sent upstream and set on the response
+  std::string client_ip;
+  std::string method;
+  std::string host;        // as the client sent it, without port
+  std::string path;        // the request target, query included
+  unsigned status = 0;     // 0: the client went away before an answer was sent
+  uint64_t bytes_in = 0;   // request body bytes read from the client
+  uint64_t bytes_out = 0;  // response body bytes written to the client
+  double duration_ms = 0;  // header read to last byte written
+  std::string upstream;    // "127.0.0.1:9000"; empty when no replica was involved
+  std::string route;       // "host/path_prefix" key of the matched route; empty if none
+  std::string service;     // the route's service label
+  bool tls = false;
+  std::string note;  // why a request failed, when it did ("upstream: end of stream")
+};
+
+// One JSON object per entry, no newline: {"time":"2024-05-01T12:00:00.123Z",
+// "request_id":"...","client":"...","method":"GET","host":"...","path":"/",
+// "status":200,"bytes_in":0,"bytes_out":12,"ms":0.8,"upstream":"...","route":"...",
+// "service":"...","tls":false[,"note":"..."]}.
+std::string FormatAccessLogLine(const AccessLogEntry& entry);
+
+struct LatencyBucket {
+  double upper_ms = 0;  // requests that took less than this (and more than the previous)
+  uint64_t count = 0;
+};
+
+// Counters of one route since it first appeared in a table (kept across Swap() while
+// a route with the same host and path_prefix stays in the table).
+struct RouteMetrics {
+  std::string host;
+  std::string path_prefix;
+  std::string service_label;
+  uint64_t requests = 0;
+  std::array<uint64_t, 5> status_classes{};  // [0] 1xx, [1] 2xx, ... [4] 5xx
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  // Estimated from fixed log-scale buckets (4 per doubling, so within 25%): the bucket's
+  // upper bound.
+  double p50_ms = 0;
+  double p95_ms = 0;
+  double p99_ms = 0;
+  std::vector<LatencyBucket> latency;  // non-empty buckets only, ascending
+};
+
 struct EdgeOptions {
   std::string listen_address = "0.0.0.0";
   int port = 8080;  // 0: pick a free port (see Edge::port())
-  int threads = 1;
+  // HTTPS listener: off when https_port is -1; 0 picks a free port. Needs `tls`. An
+  // empty https_address uses listen_address.
+  std::string https_address;
+  int https_port = -1;
+  TlsContextProvider* tls = nullptr;  // not owned; outlives the Edge
+  // Answers GET /.well-known/acme-challenge/<token> on plain HTTP for any host when set.
+  AcmeChallengeSource* acme = nullptr;  // not owned; outlives the Edge
+  int threads = 1;  // event loops, each with its own listening socket (SO_REUSEPORT)
   size_t max_header_bytes = 64 * 1024;
+  int64_t max_body_bytes = 100LL << 20;  // default per route; negative: no limit
+  // The whole request header must arrive within this, however slowly bytes trickle.
   std::chrono::seconds header_timeout{30};
-  std::chrono::seconds idle_timeout{75};
+  std::chrono::seconds idle_timeout{75};  // client silent between requests or mid-body
   std::chrono::seconds upstream_connect_timeout{5};
-  std::chrono::seconds upstream_response_timeout{300};
+  std::chrono::seconds upstream_response_timeout{300};  // also between body reads
+  // Keep-alive pool, per thread and replica.
+  size_t upstream_max_idle = 64;
+  std::chrono::seconds upstream_idle_timeout{30};
+  std::chrono::milliseconds eject_duration{5000};
+  // Called once per finished request from the edge's threads (must be thread-safe).
+  // Unset: no entry is built.
+  std::function<void(const AccessLogEntry&)> access_log;
 };
 
 class Edge {
  public:
-  // Binds the listener (SO_REUSEADDR; connections queue from here on). Errors:
-  // kFailedPrecondition "cannot listen on 0.0.0.0:8080: address already in use (choose
-  // another with --http)" (also permission denied / address not on this machine);
-  // kInvalidArgument for an address that is not an IP or a port out of range.
+  // Binds the listeners, one socket per thread with SO_REUSEPORT (connections queue from
+  // here on). Errors: kFailedPrecondition "cannot listen on 0.0.0.0:8080: address already
+  // in use (choose another with --http)" (--https for the HTTPS listener; also permission
+  // denied / address not on this machine); kInvalidArgument for an address that is not
+  // an IP, a port out of range, or an HTTPS port without a TlsContextProvider.
   static Result<std::unique_ptr<Edge>> Create(const EdgeOptions& options);
   virtual ~Edge() = default;
 
   // Starts serving on the option's threads; returns at once. Once per Edge.
   virtual void Start() = 0;
   // Stops accepting, closes connections (in-flight requests are cut), joins threads and
-  // releases the port. Idempotent; the destructor calls it.
+  // releases the ports. Idempotent; the destructor calls it.
   virtual void Stop() = 0;
   virtual int port() const = 0;
+  virtual int https_port() const = 0;  // -1 when there is no HTTPS listener
   virtual void Swap(std::shared_ptr<const RouteTable> table) = 0;
+  // A snapshot per route of the current table, in table order.
+  virtual std::vector<RouteMetrics> Metrics() const = 0;
 };
 
 }  // namespace slipway

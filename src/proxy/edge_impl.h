@@ -1,26 +1,30 @@
 #pragma once
 
-// The Edge's insides: one listening socket, one worker per thread.
+// The Edge's insides: one worker per thread, each with its own listening sockets.
 //
 // Threading model: every worker owns an io_context run by exactly one thread, and
-// everything a connection touches (its sockets, timers, upstream connector, route cache)
-// belongs to that worker, so the hot path shares nothing between threads but the route
-// slot (read with one atomic load per request).
+// everything a connection touches (its sockets, timers, keep-alive pool, relay buffers,
+// route cache) belongs to that worker, so the hot path shares nothing between threads but
+// the route slot (one atomic load per request), the per-replica in-flight counters and
+// ejection deadlines (relaxed atomics), and nothing at all for metrics (per-thread slots).
 //
-// Accepting: the listening socket is bound once in Create() (so "address in use" is
-// reported there, and a future edge process can inherit that single fd). Each worker
-// accepts on its own dup() of it: the kernel hands every new connection to one of the
-// workers' accept calls, and a connection stays on the worker that accepted it. This is
-// nginx's model without an accept mutex; SO_REUSEPORT (one socket per worker, balanced by
-// the kernel's hash) is the alternative if accept contention ever shows up.
+// Accepting: Create() binds one socket per thread and listener (HTTP, and HTTPS when
+// configured), all with SO_REUSEPORT, so the kernel spreads new connections over the
+// workers by hash and no accept is contended. The first bind is the one that reports
+// "address in use" when another process holds the port without SO_REUSEPORT (or under
+// another user); a previous Slipway edge of the same user holding it WITH SO_REUSEPORT
+// does not make it fail: both then share the port, which is how a new edge process takes
+// over from an old one before the old one stops accepting.
 //
-// Stop(): every io_context is stopped, the threads are joined, then the io_contexts are
-// destroyed, which destroys each suspended connection coroutine and closes its sockets.
+// Each io_context runs with BOOST_ASIO_CONCURRENCY_HINT_UNSAFE (no locking in asio): no
+// other thread ever calls into it once its thread runs. Stop() therefore only writes to
+// an eventfd that the worker watches; the worker stops its own io_context. The threads
+// are joined, then the io_contexts are destroyed, which destroys each suspended
+// connection coroutine and closes its sockets.
 
 #include <atomic>
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -28,51 +32,81 @@
 
 #include "proxy/connection.h"
 #include "proxy/edge.h"
+#include "proxy/headers.h"
+#include "proxy/io.h"
 #include "proxy/route_index.h"
 #include "proxy/upstream.h"
 
 namespace slipway::proxy {
 
+// A bound, listening socket handed from Create() to a worker.
+struct ListenSocket {
+  int fd = -1;
+  bool ipv6 = false;
+};
+
 class Worker {
  public:
-  // Takes ownership of `listen_fd` (a dup of the edge's listening socket).
-  Worker(const EdgeOptions& options, const RouteSlot& slot, int listen_fd, bool ipv6);
+  // Takes ownership of the sockets (https.fd -1: no HTTPS). `sni_context` is null without
+  // HTTPS and outlives the worker.
+  Worker(const EdgeOptions& options, const RouteSlot& slot, int index, ListenSocket http,
+         ListenSocket https, boost::asio::ssl::context* sni_context, int https_port);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
   void Start();  // starts the thread
-  void Stop();   // stops the io_context; Join() waits for the thread
+  void Stop();   // asks the thread to stop its io_context; Join() waits for the thread
   void Join();
 
  private:
-  boost::asio::awaitable<void> AcceptLoop();
+  Task<void> AcceptLoop(Acceptor& acceptor, bool tls);
+  // Every kDeadlineTick: closes sockets whose deadline passed; every second: sweeps the pool.
+  Task<void> SweepLoop();
+  Task<void> WaitForStop();
 
   // Destroyed explicitly in ~Worker, io_context last but before the members connections
-  // borrow (options, routes, upstreams).
+  // borrow (options, routes, pool, buffers).
   std::unique_ptr<boost::asio::io_context> ioc_;
-  std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor_;
+  int stop_fd_ = -1;  // eventfd: Stop() writes, WaitForStop() reads
+  std::unique_ptr<Acceptor> http_acceptor_;
+  std::unique_ptr<Acceptor> https_acceptor_;
+  boost::asio::ssl::context* sni_context_;
+  DeadlineList deadlines_;
   RouteCache routes_;
-  UpstreamConnector upstreams_;
+  UpstreamPool upstreams_;
+  BufferPool buffers_;
+  ArenaPool arenas_;
+  RequestIdGenerator ids_;
   ConnectionEnv env_;
   std::thread thread_;
 };
 
 class EdgeImpl final : public Edge {
  public:
-  EdgeImpl(const EdgeOptions& options, int listen_fd, int port, bool ipv6);
+  EdgeImpl(const EdgeOptions& options, std::vector<ListenSocket> http, int port,
+           std::vector<ListenSocket> https, int https_port);
   ~EdgeImpl() override;
 
   void Start() override;
   void Stop() override;
   int port() const override { return port_; }
+  int https_port() const override { return https_port_; }
   void Swap(std::shared_ptr<const RouteTable> table) override;
+  std::vector<RouteMetrics> Metrics() const override;
 
  private:
+  void CloseSockets();
+
   const EdgeOptions options_;
+  const int threads_;
   const int port_;
-  const bool ipv6_;
-  int listen_fd_;
+  const int https_port_;
+  std::vector<ListenSocket> http_sockets_;   // handed to workers at Start()
+  std::vector<ListenSocket> https_sockets_;  // empty without HTTPS
+  std::unique_ptr<boost::asio::ssl::context> sni_context_;
+  UpstreamRegistry upstream_states_;
+  StatsRegistry stats_;
   RouteSlot slot_;
   std::mutex lifecycle_mu_;  // Start/Stop only, never the request path
   bool started_ = false;

@@ -56,6 +56,13 @@ Page HeaderTooLargePage(size_t limit_bytes) {
           fmt::format("Request headers are larger than the limit of {} bytes", limit_bytes), ""};
 }
 
+Page BodyTooLargePage(uint64_t limit_bytes) {
+  return {
+      status::payload_too_large,
+      fmt::format("The request body is larger than this route's limit of {} bytes", limit_bytes),
+      ""};
+}
+
 Page FileNotFoundPage(std::string_view path) {
   return {status::not_found, fmt::format("No file at {}", path), ""};
 }

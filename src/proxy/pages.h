@@ -7,6 +7,7 @@
 // Thread-safety: pure functions.
 
 #include <boost/beast/http/status.hpp>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -26,6 +27,7 @@ Page UpstreamResponseTimeoutPage(std::string_view service_label, long seconds);
 Page UpstreamBadResponsePage(std::string_view service_label);
 Page BadRequestPage(std::string_view why);
 Page HeaderTooLargePage(size_t limit_bytes);
+Page BodyTooLargePage(uint64_t limit_bytes);
 Page FileNotFoundPage(std::string_view path);
 Page MethodNotAllowedPage(std::string_view method);
 Page StaticRootMissingPage(std::string_view service_label);

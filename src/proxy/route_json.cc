@@ -6,6 +6,14 @@ namespace slipway {
 
 using json = nlohmann::json;
 
+namespace {
+
+const char* BalanceName(Balance balance) {
+  return balance == Balance::kLeastConnections ? "least_connections" : "round_robin";
+}
+
+}  // namespace
+
 std::string RouteTableToJson(const RouteTable& table) {
   json routes = json::array();
   for (const Route& r : table.routes) {
@@ -13,8 +21,12 @@ std::string RouteTableToJson(const RouteTable& table) {
     for (const Upstream& u : r.upstreams) upstreams.push_back({{"host", u.host}, {"port", u.port}});
     routes.push_back({{"host", r.host},
                       {"service", r.service_label},
+                      {"path_prefix", r.path_prefix},
+                      {"balance", BalanceName(r.balance)},
                       {"upstreams", upstreams},
-                      {"static_root", r.static_root}});
+                      {"static_root", r.static_root},
+                      {"max_body_bytes", r.max_body_bytes},
+                      {"redirect_to_https", r.redirect_to_https}});
   }
   return json{{"routes", routes}}.dump(2);
 }
@@ -32,10 +44,39 @@ Result<RouteTable> RouteTableFromJson(const std::string& text) {
     if (!r.is_object() || !r.contains("host") || !r["host"].is_string()) {
       return InvalidArgument(where + ": \"host\" must be a string");
     }
+    auto string_field = [&](const char* key, std::string* out) -> Status {
+      if (!r.contains(key)) return Status();
+      if (!r[key].is_string()) return InvalidArgument(where + ": \"" + key + "\" must be a string");
+      *out = r[key].get<std::string>();
+      return Status();
+    };
     Route route;
     route.host = r["host"].get<std::string>();
-    route.service_label = r.value("service", route.host);
-    route.static_root = r.value("static_root", "");
+    route.service_label = route.host;
+    RETURN_IF_ERROR(string_field("service", &route.service_label));
+    RETURN_IF_ERROR(string_field("static_root", &route.static_root));
+    RETURN_IF_ERROR(string_field("path_prefix", &route.path_prefix));
+    if (r.contains("balance")) {
+      const json& b = r["balance"];
+      if (b == "round_robin") {
+        route.balance = Balance::kRoundRobin;
+      } else if (b == "least_connections") {
+        route.balance = Balance::kLeastConnections;
+      } else {
+        return InvalidArgument(where +
+                               ": \"balance\" must be \"round_robin\" or \"least_connections\"");
+      }
+    }
+    if (r.contains("max_body_bytes")) {
+      if (!r["max_body_bytes"].is_number_integer())
+        return InvalidArgument(where + ": \"max_body_bytes\" must be an integer");
+      route.max_body_bytes = r["max_body_bytes"].get<int64_t>();
+    }
+    if (r.contains("redirect_to_https")) {
+      if (!r["redirect_to_https"].is_boolean())
+        return InvalidArgument(where + ": \"redirect_to_https\" must be true or false");
+      route.redirect_to_https = r["redirect_to_https"].get<bool>();
+    }
     if (r.contains("upstreams")) {
       if (!r["upstreams"].is_array())
         return InvalidArgument(where + ": \"upstreams\" must be a list");
@@ -43,12 +84,39 @@ Result<RouteTable> RouteTableFromJson(const std::string& text) {
         if (!u.is_object() || !u.contains("port") || !u["port"].is_number_integer()) {
           return InvalidArgument(where + ": each upstream needs an integer \"port\"");
         }
+        if (u.contains("host") && !u["host"].is_string()) {
+          return InvalidArgument(where + ": an upstream's \"host\" must be a string");
+        }
         route.upstreams.push_back(Upstream{u.value("host", "127.0.0.1"), u["port"].get<int>()});
       }
     }
     table.routes.push_back(std::move(route));
   }
   return table;
+}
+
+std::string RouteMetricsToJson(const std::vector<RouteMetrics>& metrics) {
+  json routes = json::array();
+  for (const RouteMetrics& m : metrics) {
+    json buckets = json::array();
+    for (const LatencyBucket& b : m.latency) buckets.push_back(json::array({b.upper_ms, b.count}));
+    routes.push_back(
+        {{"host", m.host},
+         {"path_prefix", m.path_prefix},
+         {"service", m.service_label},
+         {"requests", m.requests},
+         {"status",
+          {{"1xx", m.status_classes[0]},
+           {"2xx", m.status_classes[1]},
+           {"3xx", m.status_classes[2]},
+           {"4xx", m.status_classes[3]},
+           {"5xx", m.status_classes[4]}}},
+         {"bytes_in", m.bytes_in},
+         {"bytes_out", m.bytes_out},
+         {"latency_ms",
+          {{"p50", m.p50_ms}, {"p95", m.p95_ms}, {"p99", m.p99_ms}, {"buckets", buckets}}}});
+  }
+  return json{{"routes", routes}}.dump();
 }
 
 }  // namespace slipway

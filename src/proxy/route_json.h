@@ -4,12 +4,19 @@
 // its own process (`slipway edge --routes FILE`), and how benchmarks describe theirs.
 //
 //   {"routes": [{"host": "api.demo.localhost", "service": "demo/api",
+//                "path_prefix": "/", "balance": "round_robin",
 //                "upstreams": [{"host": "127.0.0.1", "port": 9000}],
-//                "static_root": ""}]}
+//                "static_root": "", "max_body_bytes": 0, "redirect_to_https": false}]}
 //
-// Every Route field has a JSON key; keep the two functions in step with edge.h.
+// Only "host" is required; every other key may be left out and takes the Route default
+// ("service": the host, "path_prefix": "/", "balance": "round_robin" or
+// "least_connections", "max_body_bytes": 0 = the edge's default, negative = no limit).
+// Every Route field has a JSON key; keep these functions in step with edge.h.
+//
+// Also the metrics snapshot as JSON, for the control API's metrics endpoint.
 
 #include <string>
+#include <vector>
 
 #include "common/status.h"
 #include "proxy/edge.h"
@@ -19,5 +26,11 @@ namespace slipway {
 std::string RouteTableToJson(const RouteTable& table);
 // kInvalidArgument naming the route index and field for malformed input.
 Result<RouteTable> RouteTableFromJson(const std::string& json);
+
+// {"routes": [{"host": ..., "path_prefix": ..., "service": ..., "requests": N,
+//   "status": {"1xx": N, "2xx": N, "3xx": N, "4xx": N, "5xx": N}, "bytes_in": N,
+//   "bytes_out": N, "latency_ms": {"p50": x, "p95": x, "p99": x,
+//   "buckets": [[upper_ms, count], ...]}}]}
+std::string RouteMetricsToJson(const std::vector<RouteMetrics>& metrics);
 
 }  // namespace slipway

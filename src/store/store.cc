@@ -102,6 +102,19 @@ CREATE TABLE events (
 CREATE INDEX events_by_service ON events(service_id, id);
 CREATE INDEX events_by_deployment ON events(deployment_id, id);
 )sql",
+    // 2: custom domains of services.
+    R"sql(
+CREATE TABLE domains (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  service_id INTEGER NOT NULL REFERENCES services(id),
+  host TEXT NOT NULL UNIQUE,
+  cert_path TEXT NOT NULL DEFAULT '',
+  key_path TEXT NOT NULL DEFAULT '',
+  acme INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX domains_by_service ON domains(service_id, id);
+)sql",
 };
 
 constexpr int kKnownVersion = static_cast<int>(std::size(kMigrations));
@@ -132,6 +145,7 @@ constexpr const char* kReplicaCols =
     "id, deployment_id, idx, port, shim_pid, shim_start_time, app_pid, state, restarts, run_dir, "
     "log_path, started_at, updated_at";
 constexpr const char* kEventCols = "id, service_id, deployment_id, kind, message, at";
+constexpr const char* kDomainCols = "id, service_id, host, cert_path, key_path, acme, created_at";
 
 std::string Sql(const char* head, const char* cols, const char* tail) {
   return std::string(head) + cols + tail;
@@ -237,6 +251,16 @@ ReleaseRecord ReadRelease(const Statement& s) {
                        .path = s.Text(3),
                        .manifest_json = s.Text(4),
                        .created_at = s.Int(5)};
+}
+
+DomainRecord ReadDomain(const Statement& s) {
+  return DomainRecord{.id = s.Int(0),
+                      .service_id = s.Int(1),
+                      .host = s.Text(2),
+                      .cert_path = s.Text(3),
+                      .key_path = s.Text(4),
+                      .acme = s.Int(5) != 0,
+                      .created_at = s.Int(6)};
 }
 
 ReplicaRecord ReadReplica(const Statement& s) {
@@ -617,6 +641,48 @@ class SqliteStore final : public Store {
       return QueryAll<ReplicaRecord>(
           Sql("SELECT ", kReplicaCols, " FROM replicas WHERE state != 'stopped' ORDER BY id"),
           ReadReplica, "list live replicas");
+    });
+  }
+
+  // ---- Domains ----
+
+  Result<DomainRecord> AddDomain(const DomainRecord& d) override {
+    return Write([&]() -> Result<DomainRecord> {
+      RETURN_IF_ERROR(GetServiceLocked(d.service_id).status());
+      auto existing =
+          QueryOne<DomainRecord>(Sql("SELECT ", kDomainCols, " FROM domains WHERE host = ?"),
+                                 ReadDomain, "domain " + d.host, d.host);
+      if (existing.ok()) {
+        return AlreadyExists("domain " + d.host + " is already routed to service " +
+                             std::to_string(existing->service_id) +
+                             "; remove it first with `slipway domains remove " + d.host + "`");
+      }
+      return InsertOne<DomainRecord>(
+          Sql("INSERT INTO domains (service_id, host, cert_path, key_path, acme, created_at) "
+              "VALUES (?, ?, ?, ?, ?, ?) RETURNING ",
+              kDomainCols, ""),
+          ReadDomain, "add domain", d.service_id, d.host, d.cert_path, d.key_path,
+          static_cast<int64_t>(d.acme ? 1 : 0), Now());
+    });
+  }
+
+  Result<std::vector<DomainRecord>> ListDomains(int64_t service_id) override {
+    return Read([&] {
+      if (service_id == 0) {
+        return QueryAll<DomainRecord>(Sql("SELECT ", kDomainCols, " FROM domains ORDER BY host"),
+                                      ReadDomain, "list domains");
+      }
+      return QueryAll<DomainRecord>(
+          Sql("SELECT ", kDomainCols, " FROM domains WHERE service_id = ? ORDER BY host"),
+          ReadDomain, "list domains", service_id);
+    });
+  }
+
+  Status RemoveDomain(const std::string& host) override {
+    return Write([&]() -> Status {
+      RETURN_IF_ERROR(Run("DELETE FROM domains WHERE host = ?", "remove domain", host));
+      if (sqlite3_changes(db_) == 0) return NotFound("no domain " + host + " is configured");
+      return Status::Ok();
     });
   }
 

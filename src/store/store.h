@@ -97,6 +97,16 @@ struct ReplicaRecord {
   int64_t updated_at = 0;
 };
 
+struct DomainRecord {
+  int64_t id = 0;
+  int64_t service_id = 0;
+  std::string host;       // lowercase: "api.example.com" or "*.example.com"
+  std::string cert_path;  // user certificate (PEM), "" for none
+  std::string key_path;
+  bool acme = false;  // obtain a certificate with ACME
+  int64_t created_at = 0;
+};
+
 struct EventRecord {
   int64_t id = 0;
   int64_t service_id = 0;
@@ -164,6 +174,11 @@ class Store {
   virtual Result<std::vector<ReplicaRecord>> ListReplicas(int64_t deployment_id) = 0;
   // Every replica whose state is not "stopped", across all deployments.
   virtual Result<std::vector<ReplicaRecord>> ListLiveReplicas() = 0;
+
+  // Custom domains, unique by host across all services.
+  virtual Result<DomainRecord> AddDomain(const DomainRecord& domain) = 0;
+  virtual Result<std::vector<DomainRecord>> ListDomains(int64_t service_id) = 0;  // 0: all
+  virtual Status RemoveDomain(const std::string& host) = 0;
 
   // Events, append-only.
   virtual Status AddEvent(int64_t service_id, int64_t deployment_id, const std::string& kind,

@@ -23,5 +23,16 @@ TEST(NamesTest, ValidateRejectsWhatCannotBeAHostLabel) {
   EXPECT_FALSE(ValidateName("a.b", "project name").ok());
 }
 
+TEST(NamesTest, DomainsAreNormalisedAndChecked) {
+  EXPECT_EQ(*NormalizeDomain("API.Example.com."), "api.example.com");
+  EXPECT_EQ(*NormalizeDomain("*.example.com"), "*.example.com");
+  EXPECT_FALSE(NormalizeDomain("localhost").ok());
+  EXPECT_FALSE(NormalizeDomain("a..b").ok());
+  EXPECT_FALSE(NormalizeDomain("-a.b").ok());
+  EXPECT_FALSE(NormalizeDomain("a_b.com").ok());
+  EXPECT_FALSE(NormalizeDomain("*.").ok());
+  EXPECT_NE(NormalizeDomain("a b.com").status().message().find("a b.com"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace slipway

@@ -80,6 +80,8 @@ def wait_until(fn, timeout, what, interval=0.1):
             if value:
                 return value
             last = value
+        except _ServerExited:
+            raise  # the server is gone: waiting longer cannot help
         except Exception as e:  # noqa: BLE001 - any failure means "not yet"
             last = f"{type(e).__name__}: {e}"
         if time.monotonic() >= deadline:
@@ -145,14 +147,16 @@ def process_alive(pid, start_time=None):
 class Slipway:
     """One `slipway server` with its own data dir and ports, and a CLI pointed at it."""
 
-    def __init__(self, name="slipway"):
+    def __init__(self, name="slipway", https=False, extra_args=()):
         self.bin = slipway_bin()
         self.root = os.path.realpath(tempfile.mkdtemp(prefix=f"e2e-{name}-"))
         self.home = os.path.join(self.root, "home")
         self.apps_dir = os.path.join(self.root, "apps")
         os.makedirs(self.home)
         os.makedirs(self.apps_dir)
-        self.api_port, self.http_port = free_ports(2)
+        self.api_port, self.http_port, https_port = free_ports(3)
+        self.https_port = https_port if https else None
+        self.extra_args = list(extra_args)
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.server_log_path = os.path.join(self.root, "server.log")
         self.server = None
@@ -175,6 +179,8 @@ class Slipway:
                 f"127.0.0.1:{self.api_port}",
                 "--http",
                 f"127.0.0.1:{self.http_port}",
+                *([f"--https=127.0.0.1:{self.https_port}"] if self.https_port else []),
+                *self.extra_args,
             ],
             cwd=self.root,
             env=self._env(),
@@ -513,19 +519,23 @@ class SlipwayTestCase(unittest.TestCase):
 
     maxDiff = None
     server_per_test = False
+    https = False  # also serve HTTPS (self.slipway.https_port)
+    server_args = ()  # more `slipway server` flags
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         if not cls.server_per_test:
-            cls.slipway = Slipway(cls.__name__.lower())
+            cls.slipway = Slipway(cls.__name__.lower(), cls.https, cls.server_args)
             cls.addClassCleanup(cls.slipway.cleanup)
             cls.slipway.start()
 
     def setUp(self):
         super().setUp()
         if self.server_per_test:
-            self.slipway = Slipway(self._testMethodName.removeprefix("test_")[:40])
+            self.slipway = Slipway(
+                self._testMethodName.removeprefix("test_")[:40], self.https, self.server_args
+            )
             self.addCleanup(self.slipway.cleanup)
             self.slipway.start()
 

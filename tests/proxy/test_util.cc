@@ -30,6 +30,16 @@ TestBackend::TestBackend(std::string name, Handler handler)
   tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), 0);
   acceptor_.open(endpoint.protocol());
   acceptor_.bind(endpoint);
+  Init();
+}
+
+TestBackend::TestBackend(std::string name, Handler handler, int bound_fd)
+    : name_(std::move(name)), handler_(std::move(handler)), acceptor_(ioc_) {
+  acceptor_.assign(tcp::v4(), bound_fd);
+  Init();
+}
+
+void TestBackend::Init() {
   acceptor_.listen();
   port_ = acceptor_.local_endpoint().port();
   if (!handler_) {
@@ -77,13 +87,20 @@ void TestBackend::AcceptLoop() {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return;
     sockets_.push_back(socket);
-    threads_.emplace_back([this, socket] { Serve(socket); });
+    ++connections_;
+    ++open_connections_;
+    threads_.emplace_back([this, socket] {
+      Serve(socket);
+      boost::system::error_code ignored;
+      socket->close(ignored);
+      --open_connections_;
+    });
   }
 }
 
 void TestBackend::Serve(std::shared_ptr<tcp::socket> socket) {
   beast::flat_buffer buffer;
-  for (;;) {
+  for (int nth = 1;; ++nth) {
     http::request_parser<http::string_body> parser;
     parser.body_limit(boost::none);
     parser.header_limit(1 << 20);
@@ -95,6 +112,7 @@ void TestBackend::Serve(std::shared_ptr<tcp::socket> socket) {
     record.method = std::string(req.method_string());
     record.target = std::string(req.target());
     record.body = req.body();
+    record.nth_on_connection = nth;
     for (const auto& field : req) {
       std::string name(field.name_string());
       for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -108,6 +126,7 @@ void TestBackend::Serve(std::shared_ptr<tcp::socket> socket) {
     }
     ++requests_;
     handler_(record, *socket);
+    if (!socket->is_open()) return;
     if (!req.keep_alive()) {
       socket->shutdown(tcp::socket::shutdown_send, ec);
       return;
@@ -229,7 +248,15 @@ RefusingPort::RefusingPort() {
   port_ = ntohs(addr.sin_port);
 }
 
-RefusingPort::~RefusingPort() { ::close(fd_); }
+RefusingPort::~RefusingPort() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+int RefusingPort::Release() {
+  int fd = fd_;
+  fd_ = -1;
+  return fd;
+}
 
 void Latch::Open() {
   std::lock_guard<std::mutex> lock(mu_);

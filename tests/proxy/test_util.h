@@ -31,6 +31,7 @@ struct BackendRequest {
   std::string target;
   std::string body;
   std::map<std::string, std::string> headers;  // lowercase names; repeats joined by ", "
+  int nth_on_connection = 1;                   // 1 for a connection's first request
   bool has(const std::string& name) const { return headers.count(name) != 0; }
   std::string get(const std::string& name) const {
     auto it = headers.find(name);
@@ -50,11 +51,15 @@ class TestBackend {
   using Handler = std::function<void(const BackendRequest&, boost::asio::ip::tcp::socket&)>;
 
   explicit TestBackend(std::string name, Handler handler = nullptr);
+  // Serves on an already bound (not yet listening) socket, which it takes over.
+  TestBackend(std::string name, Handler handler, int bound_fd);
   ~TestBackend();  // closes every connection and joins every thread
 
   int port() const { return port_; }
   const std::string& name() const { return name_; }
   int requests() const { return requests_.load(); }
+  int connections() const { return connections_.load(); }            // accepted so far
+  int open_connections() const { return open_connections_.load(); }  // not yet closed
   std::vector<BackendRequest> received() const;
 
   // "HTTP/1.1 <status> X\r\nContent-Length: ...\r\n<extra>\r\n<body>".
@@ -62,6 +67,7 @@ class TestBackend {
                                   const std::string& extra_headers = "");
 
  private:
+  void Init();
   void AcceptLoop();
   void Serve(std::shared_ptr<boost::asio::ip::tcp::socket> socket);
 
@@ -71,6 +77,8 @@ class TestBackend {
   boost::asio::ip::tcp::acceptor acceptor_;
   int port_ = 0;
   std::atomic<int> requests_{0};
+  std::atomic<int> connections_{0};
+  std::atomic<int> open_connections_{0};
   std::atomic<bool> stopping_{false};
   mutable std::mutex mu_;
   std::vector<BackendRequest> received_;
@@ -116,6 +124,8 @@ class RefusingPort {
   RefusingPort();
   ~RefusingPort();
   int port() const { return port_; }
+  // Hands the bound socket over (e.g. to a TestBackend, which then accepts on the port).
+  int Release();
 
  private:
   int fd_ = -1;

@@ -67,6 +67,45 @@ class StoreTest : public ::testing::Test {
   ManualClock clock_;
 };
 
+TEST_F(StoreTest, DomainsAreUniqueAcrossServicesAndRemovable) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ServiceRecord api = MakeService(*store, "demo", "api");
+  ServiceRecord web = MakeService(*store, "demo", "web");
+  DomainRecord d;
+  d.service_id = api.id;
+  d.host = "api.example.com";
+  d.cert_path = "/etc/certs/api.pem";
+  d.key_path = "/etc/certs/api.key";
+  auto added = store->AddDomain(d);
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_EQ(added->created_at, kClockStart);
+  EXPECT_EQ(added->cert_path, "/etc/certs/api.pem");
+
+  d.service_id = web.id;
+  auto taken = store->AddDomain(d);
+  ASSERT_FALSE(taken.ok());
+  EXPECT_EQ(taken.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(taken.status().message().find("slipway domains remove api.example.com"),
+            std::string::npos);
+
+  DomainRecord w;
+  w.service_id = web.id;
+  w.host = "*.example.org";
+  w.acme = true;
+  ASSERT_TRUE(store->AddDomain(w).ok());
+  EXPECT_EQ(store->ListDomains(0)->size(), 2u);
+  ASSERT_EQ(store->ListDomains(web.id)->size(), 1u);
+  EXPECT_TRUE(store->ListDomains(web.id)->front().acme);
+
+  ASSERT_TRUE(store->RemoveDomain("api.example.com").ok());
+  EXPECT_EQ(store->RemoveDomain("api.example.com").code(), StatusCode::kNotFound);
+  store.reset();
+  store = OpenStore();
+  ASSERT_EQ(store->ListDomains(0)->size(), 1u);
+  EXPECT_EQ(store->ListDomains(0)->front().host, "*.example.org");
+}
+
 TEST_F(StoreTest, EnsureCreatesOnceAndReturnsTheSameRows) {
   auto store = OpenStore();
   ASSERT_TRUE(store);

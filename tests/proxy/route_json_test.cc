@@ -1,0 +1,141 @@
+// The routing table's JSON form (route_json.h): every Route field round-trips, defaults
+// apply to missing keys, and malformed input names the route and the field.
+
+#include "proxy/route_json.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+namespace slipway {
+namespace {
+
+TEST(RouteJsonTest, EveryFieldRoundTrips) {
+  RouteTable table;
+  Route a;
+  a.host = "*.demo.localhost";
+  a.service_label = "demo/api";
+  a.upstreams = {{"127.0.0.1", 9000}, {"::1", 9001}};
+  a.path_prefix = "/api";
+  a.balance = Balance::kLeastConnections;
+  a.max_body_bytes = 12345;
+  a.redirect_to_https = true;
+  Route b;
+  b.host = "web.demo.localhost";
+  b.static_root = "/srv/www";
+  b.max_body_bytes = -1;
+  table.routes = {a, b};
+
+  auto parsed = RouteTableFromJson(RouteTableToJson(table));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  ASSERT_EQ(parsed->routes.size(), 2u);
+  const Route& r = parsed->routes[0];
+  EXPECT_EQ(r.host, a.host);
+  EXPECT_EQ(r.service_label, a.service_label);
+  ASSERT_EQ(r.upstreams.size(), 2u);
+  EXPECT_EQ(r.upstreams[1].host, "::1");
+  EXPECT_EQ(r.upstreams[1].port, 9001);
+  EXPECT_EQ(r.path_prefix, "/api");
+  EXPECT_EQ(r.balance, Balance::kLeastConnections);
+  EXPECT_EQ(r.max_body_bytes, 12345);
+  EXPECT_TRUE(r.redirect_to_https);
+  const Route& s = parsed->routes[1];
+  EXPECT_EQ(s.static_root, "/srv/www");
+  EXPECT_EQ(s.max_body_bytes, -1);
+  EXPECT_EQ(s.balance, Balance::kRoundRobin);
+  EXPECT_FALSE(s.redirect_to_https);
+}
+
+TEST(RouteJsonTest, MissingKeysTakeDefaults) {
+  auto parsed = RouteTableFromJson(R"({"routes": [{"host": "a.localhost",
+                                        "upstreams": [{"port": 8000}]}]})");
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  const Route& r = parsed->routes.at(0);
+  EXPECT_EQ(r.service_label, "a.localhost");
+  EXPECT_EQ(r.path_prefix, "/");
+  EXPECT_EQ(r.balance, Balance::kRoundRobin);
+  EXPECT_EQ(r.max_body_bytes, 0);
+  EXPECT_FALSE(r.redirect_to_https);
+  EXPECT_EQ(r.upstreams.at(0).host, "127.0.0.1");
+}
+
+TEST(RouteJsonTest, MalformedInputNamesTheRouteAndField) {
+  struct Case {
+    const char* json;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"[]", "routing table: expected {\"routes\": [...]}"},
+      {"not json", "routing table: expected {\"routes\": [...]}"},
+      {R"({"routes": [{"service": "x"}]})", "routing table: route 0: \"host\" must be a string"},
+      {R"({"routes": [{"host": "a"}, {"host": "b", "balance": "random"}]})",
+       "routing table: route 1: \"balance\" must be \"round_robin\" or \"least_connections\""},
+      {R"({"routes": [{"host": "a", "max_body_bytes": "big"}]})",
+       "routing table: route 0: \"max_body_bytes\" must be an integer"},
+      {R"({"routes": [{"host": "a", "redirect_to_https": "yes"}]})",
+       "routing table: route 0: \"redirect_to_https\" must be true or false"},
+      {R"({"routes": [{"host": "a", "path_prefix": 3}]})",
+       "routing table: route 0: \"path_prefix\" must be a string"},
+      {R"({"routes": [{"host": "a", "upstreams": [{"host": "h"}]}]})",
+       "routing table: route 0: each upstream needs an integer \"port\""},
+  };
+  for (const Case& c : cases) {
+    auto parsed = RouteTableFromJson(c.json);
+    ASSERT_FALSE(parsed.ok()) << c.json;
+    EXPECT_EQ(parsed.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(parsed.status().message(), c.message) << c.json;
+  }
+}
+
+TEST(RouteJsonTest, MetricsAsJson) {
+  RouteMetrics m;
+  m.host = "a.localhost";
+  m.path_prefix = "/api";
+  m.service_label = "p/a";
+  m.requests = 3;
+  m.status_classes = {0, 2, 0, 0, 1};
+  m.bytes_in = 5;
+  m.bytes_out = 7;
+  m.p50_ms = 1.5;
+  m.latency = {{1.5, 2}, {20.48, 1}};
+  auto doc = nlohmann::json::parse(RouteMetricsToJson({m}));
+  const auto& r = doc["routes"][0];
+  EXPECT_EQ(r["host"], "a.localhost");
+  EXPECT_EQ(r["path_prefix"], "/api");
+  EXPECT_EQ(r["requests"], 3);
+  EXPECT_EQ(r["status"]["2xx"], 2);
+  EXPECT_EQ(r["status"]["5xx"], 1);
+  EXPECT_EQ(r["bytes_out"], 7);
+  EXPECT_EQ(r["latency_ms"]["p50"], 1.5);
+  EXPECT_EQ(r["latency_ms"]["buckets"][1][1], 1);
+}
+
+TEST(AccessLogTest, OneJsonObjectPerLine) {
+  AccessLogEntry e;
+  e.time = std::chrono::system_clock::time_point(std::chrono::milliseconds(1714564800123));
+  e.request_id = "rid";
+  e.client_ip = "127.0.0.1";
+  e.method = "GET";
+  e.host = "a.localhost";
+  e.path = "/q?x=\"1\"\n";
+  e.status = 200;
+  e.bytes_in = 1;
+  e.bytes_out = 2;
+  e.duration_ms = 1.25;
+  e.upstream = "127.0.0.1:9000";
+  e.route = "a.localhost/";
+  e.service = "p/a";
+  const std::string line = FormatAccessLogLine(e);
+  EXPECT_EQ(line.find('\n'), std::string::npos);
+  auto doc = nlohmann::json::parse(line);
+  EXPECT_EQ(doc["time"], "2024-05-01T12:00:00.123Z");
+  EXPECT_EQ(doc["path"], "/q?x=\"1\"\n");
+  EXPECT_EQ(doc["status"], 200);
+  EXPECT_EQ(doc["ms"], 1.25);
+  EXPECT_EQ(doc["upstream"], "127.0.0.1:9000");
+  EXPECT_EQ(doc["tls"], false);
+  EXPECT_FALSE(doc.contains("note"));
+}
+
+}  // namespace
+}  // namespace slipway
