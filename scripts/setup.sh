@@ -11,8 +11,8 @@ PACKAGES=(
   libboost1.81-dev libssl-dev libsqlite3-dev nlohmann-json3-dev libtomlplusplus-dev
   libyaml-cpp-dev libsodium-dev libcli11-dev libspdlog-dev libfmt-dev libarchive-dev
   zlib1g-dev libbrotli-dev
-  # tests and benchmarks
-  libgtest-dev libgmock-dev libbenchmark-dev
+  # tests: unit tests, the ACME test server, the libFuzzer build (clang + its runtime)
+  libgtest-dev libgmock-dev libbenchmark-dev pebble clang libclang-rt-14-dev
   # runtimes the example apps and the builder use
   python3 python3-venv python3-pip python3-fastapi python3-uvicorn
 )
