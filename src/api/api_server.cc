@@ -332,7 +332,8 @@ class ApiServerImpl final : public ApiServer {
     http::response<http::string_body> res{static_cast<http::status>(status), 11};
     res.set(http::field::content_type, "application/json");
     res.set(http::field::server, "slipway");
-    res.body() = body.dump() + "\n";
+    // Logs and app output in answers may hold bytes that are not UTF-8: replaced, not thrown.
+    res.body() = body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     res.keep_alive(keep_alive);
     res.prepare_payload();
     stream.expires_after(std::chrono::seconds(30));

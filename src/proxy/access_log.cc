@@ -28,10 +28,11 @@ void AppendJsonString(std::string* out, std::string_view s) {
         out->append("\\t");
         break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+        // Control bytes, and bytes >= 0x80 (which may not be UTF-8: a request target can
+        // hold any of them), are escaped one by one, so every line stays valid JSON.
+        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) {
           *out += fmt::format("\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(c)));
         } else {
-          // Bytes >= 0x80 are copied; request targets and hosts are ASCII after the parser.
           out->push_back(c);
         }
     }

@@ -564,6 +564,13 @@ Task<Next> Connection<Stream>::Proxy(RequestParser& parser, const CompiledRoute&
 
   auto& res = response->get();
   const unsigned status = res.result_int();
+  if (status < 100 || status > 599) {
+    // Beast accepts any three digits; a client must never see "001" or "999".
+    env_.upstreams.Release(std::move(connection), false);
+    ex.note = "upstream: invalid status code " + std::to_string(status);
+    const Page page = UpstreamBadResponsePage(route.service_label);
+    co_return co_await SendPage(page, info, client_keep_alive, ex);
+  }
   ClientResponse answer;
   answer.client_version = info.version;
   answer.request_id = request_id_;

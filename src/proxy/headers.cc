@@ -256,7 +256,12 @@ void WriteClientResponseHead(const http::header<false, Fields>& response,
                              const ClientResponse& answer, std::string* out) {
   out->clear();
   out->append("HTTP/1.1 ");
-  AppendNumber(out, response.result_int());
+  // Always three digits: the status line's grammar (the edge itself refuses codes
+  // outside 100-599 before it gets here).
+  const unsigned status = response.result_int() % 1000;
+  out->push_back(static_cast<char>('0' + status / 100));
+  out->push_back(static_cast<char>('0' + status / 10 % 10));
+  out->push_back(static_cast<char>('0' + status % 10));
   out->push_back(' ');
   std::string_view reason = View(response.reason());
   if (reason.empty()) reason = "-";

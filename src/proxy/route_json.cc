@@ -28,7 +28,8 @@ std::string RouteTableToJson(const RouteTable& table) {
                       {"max_body_bytes", r.max_body_bytes},
                       {"redirect_to_https", r.redirect_to_https}});
   }
-  return json{{"routes", routes}}.dump(2);
+  // Names are not guaranteed UTF-8; invalid bytes become U+FFFD instead of throwing.
+  return json{{"routes", routes}}.dump(2, ' ', false, json::error_handler_t::replace);
 }
 
 Result<RouteTable> RouteTableFromJson(const std::string& text) {
@@ -116,7 +117,7 @@ std::string RouteMetricsToJson(const std::vector<RouteMetrics>& metrics) {
          {"latency_ms",
           {{"p50", m.p50_ms}, {"p95", m.p95_ms}, {"p99", m.p99_ms}, {"buckets", buckets}}}});
   }
-  return json{{"routes", routes}}.dump();
+  return json{{"routes", routes}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 }  // namespace slipway

@@ -1,11 +1,14 @@
 #include "proxy/static_files.h"
 
+#include <fmt/format.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
 
 #include <array>
+#include <cctype>
+#include <cstring>
 #include <utility>
 
 namespace slipway::proxy {
@@ -105,7 +108,18 @@ StaticLookup ResolveStaticPath(const std::string& root_real, std::string_view ta
     if (decoded.back() != '/') {
       StaticLookup out;
       out.kind = StaticLookup::kRedirect;
-      out.path = std::string(raw_path) + "/" + std::string(query);
+      // Built from the checked, decoded path and percent-encoded again: the raw path
+      // could start with "//" (another host to a browser) or decode to CR/LF.
+      out.path = "/";
+      for (unsigned char c : relative) {
+        if (std::isalnum(c) || std::strchr("-._~/!$&'()*+,;=:@", c) != nullptr) {
+          out.path.push_back(static_cast<char>(c));
+        } else {
+          out.path += fmt::format("%{:02X}", static_cast<unsigned>(c));
+        }
+      }
+      if (!relative.empty()) out.path += "/";
+      out.path += std::string(query);
       return out;
     }
     if (!ResolveInside(root_real, real + "/index.html", &real, &st)) return NotFound();
