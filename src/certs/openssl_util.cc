@@ -143,7 +143,10 @@ Result<std::string> NormalizeDnsName(std::string_view input, bool allow_wildcard
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   if (!name.empty() && name.back() == '.') name.pop_back();
   auto bad = [&](const std::string& why) {
-    return InvalidArgument("\"" + std::string(input) + "\" is not a valid host name: " + why);
+    // Built with append(): GCC 12 -O3 warns falsely (-Wrestrict) on "lit" + string&&.
+    std::string message = "\"";
+    message.append(input).append("\" is not a valid host name: ").append(why);
+    return InvalidArgument(message);
   };
   if (name.empty()) return bad("it is empty");
   if (name.size() > 253) return bad("it is longer than 253 characters");
