@@ -1,8 +1,10 @@
 #include "fuzz_fixture.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -36,10 +38,26 @@ bool Skipped(std::string_view check) {
   return skip.find("," + std::string(check) + ",") != std::string::npos;
 }
 
+// A target that crashes exits without running atexit handlers, leaving its site behind.
+// Sites are named after their process, so the next run removes those of dead processes.
+void RemoveStaleSites(const std::string& tmp) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(tmp, ec)) {
+    const std::string name = entry.path().filename().string();
+    static constexpr std::string_view kPrefix = "slipway-fuzz-site-";
+    if (name.compare(0, kPrefix.size(), kPrefix) != 0) continue;
+    const long pid = std::strtol(name.c_str() + kPrefix.size(), nullptr, 10);
+    if (pid <= 0 || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    std::error_code ignored;
+    fs::remove_all(entry.path(), ignored);
+  }
+}
+
 StaticSite MakeStaticSite() {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string pattern =
-      std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/slipway-fuzz-site-XXXXXX";
+  const char* env = std::getenv("TMPDIR");
+  const std::string tmp = env != nullptr && *env != '\0' ? env : "/tmp";
+  RemoveStaleSites(tmp);
+  std::string pattern = tmp + "/slipway-fuzz-site-" + std::to_string(::getpid()) + "-XXXXXX";
   if (::mkdtemp(pattern.data()) == nullptr) FuzzFail("mkdtemp failed for " + pattern);
   StaticSite site;
   site.base = fs::canonical(pattern).string();

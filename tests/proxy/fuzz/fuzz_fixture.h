@@ -23,7 +23,8 @@ struct StaticSite {
   std::string dir_named;  // a directory under the root whose name looks like a host
 };
 
-// Creates under $TMPDIR (or /tmp): root/{index.html, style.css, app.js, big.bin,
+// Creates under $TMPDIR (or /tmp), named after this process (stale ones of dead processes
+// are removed first): root/{index.html, style.css, app.js, big.bin,
 // sub/index.html, sub/page.txt, assets.example/index.html, .env (dot secret),
 // .well-known/security.txt, leak -> ../outside/secret.txt, leakdir -> ../outside,
 // loop -> loop}, outside/secret.txt. Aborts when the filesystem refuses.
