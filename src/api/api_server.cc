@@ -502,11 +502,8 @@ class ApiServerImpl final : public ApiServer {
   Result<json> DeploymentJson(const DeploymentRecord& dep) {
     ASSIGN_OR_RETURN(ServiceRecord svc, store_.GetService(dep.service_id));
     ASSIGN_OR_RETURN(EnvironmentRecord env, store_.GetEnvironmentById(svc.environment_id));
-    std::string project;
-    ASSIGN_OR_RETURN(auto projects, store_.ListProjects());
-    for (const auto& p : projects) {
-      if (p.id == svc.project_id) project = p.name;
-    }
+    ASSIGN_OR_RETURN(ProjectRecord project_record, store_.GetProjectById(svc.project_id));
+    const std::string& project = project_record.name;
     return json{{"id", dep.id},
                 {"service", svc.name},
                 {"project", project},

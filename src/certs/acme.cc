@@ -28,9 +28,6 @@ constexpr const char* kBadNonce = "urn:ietf:params:acme:error:badNonce";
 constexpr const char* kAccountDoesNotExist = "urn:ietf:params:acme:error:accountDoesNotExist";
 constexpr int kNonceAttempts = 10;
 
-struct BnFree {
-  void operator()(BIGNUM* p) const { BN_free(p); }
-};
 struct MdCtxFree {
   void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); }
 };

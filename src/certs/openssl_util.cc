@@ -27,9 +27,6 @@ struct X509ExtFree {
 struct GeneralNamesFree {
   void operator()(GENERAL_NAMES* p) const { GENERAL_NAMES_free(p); }
 };
-struct BnFree {
-  void operator()(BIGNUM* p) const { BN_free(p); }
-};
 
 BioPtr MemBio(std::string_view data) {
   return BioPtr(BIO_new_mem_buf(data.data(), static_cast<int>(data.size())));

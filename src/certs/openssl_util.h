@@ -5,6 +5,7 @@
 //
 // Thread-safety: free functions on caller-owned objects; safe from any thread.
 
+#include <openssl/bn.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -25,6 +26,9 @@ struct PkeyFree {
 };
 struct X509Free {
   void operator()(X509* p) const { X509_free(p); }
+};
+struct BnFree {
+  void operator()(BIGNUM* p) const { BN_free(p); }
 };
 using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyFree>;
 using X509Ptr = std::unique_ptr<X509, X509Free>;

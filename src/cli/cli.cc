@@ -11,6 +11,7 @@
 
 #include "build/builder.h"
 #include "cli/api_client.h"
+#include "cli/cli_util.h"
 #include "cli/edge_command.h"
 #include "cli/server_command.h"
 #include "common/archive.h"
@@ -26,11 +27,6 @@ namespace {
 using json = nlohmann::json;
 
 constexpr uint64_t kMaxUploadBytes = 512ull << 20;
-
-int PrintError(const Status& st) {
-  std::fprintf(stderr, "error: %s\n", st.message().c_str());
-  return 1;
-}
 
 std::string BaseName(const std::string& dir) {
   std::filesystem::path p = std::filesystem::path(AbsolutePath(dir)).lexically_normal();

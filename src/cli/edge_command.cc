@@ -5,7 +5,7 @@
 
 #include <cstdio>
 
-#include "cli/listen_address.h"
+#include "cli/cli_util.h"
 #include "common/fs.h"
 #include "proxy/edge.h"
 #include "proxy/route_json.h"
@@ -21,37 +21,23 @@ Result<std::shared_ptr<const RouteTable>> LoadRoutes(const std::string& path) {
   return std::shared_ptr<const RouteTable>(std::make_shared<RouteTable>(std::move(*table)));
 }
 
-int Fail(const Status& st) {
-  std::fprintf(stderr, "error: %s\n", st.message().c_str());
-  return 1;
-}
-
 }  // namespace
 
 int RunEdge(const EdgeCommandOptions& options) {
-  // A shell starts background jobs with SIGINT ignored; an ignored signal is discarded
-  // even while blocked, so the defaults are restored for sigwait() to see it.
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) signal(sig, SIG_DFL);
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t signals = TakeTerminationSignals();
 
-  if (options.routes_file.empty()) return Fail(InvalidArgument("--routes FILE is required"));
+  if (options.routes_file.empty()) return PrintError(InvalidArgument("--routes FILE is required"));
   auto routes = LoadRoutes(options.routes_file);
-  if (!routes.ok()) return Fail(routes.status());
+  if (!routes.ok()) return PrintError(routes.status());
   EdgeOptions edge_options;
   if (Status st = ParseListenAddress(options.http, "0.0.0.0", &edge_options.listen_address,
                                      &edge_options.port, "--http");
       !st.ok()) {
-    return Fail(st);
+    return PrintError(st);
   }
   edge_options.threads = std::max(1, options.threads);
   auto edge = Edge::Create(edge_options);
-  if (!edge.ok()) return Fail(edge.status());
+  if (!edge.ok()) return PrintError(edge.status());
   (*edge)->Swap(*routes);
   (*edge)->Start();
   std::printf("slipway edge: serving %zu route(s) on %s:%d\n", (*routes)->routes.size(),

@@ -13,7 +13,7 @@
 #include "api/api_server.h"
 #include "certs/certs.h"
 #include "cli/api_client.h"
-#include "cli/listen_address.h"
+#include "cli/cli_util.h"
 #include "common/clock.h"
 #include "common/fs.h"
 #include "deploy/engine.h"
@@ -24,11 +24,6 @@
 namespace slipway {
 
 namespace {
-
-int Fail(const Status& st) {
-  std::fprintf(stderr, "error: %s\n", st.message().c_str());
-  return 1;
-}
 
 // The access log: one JSON line per request, appended by the edge's threads under a
 // short lock, flushed once a second and rotated at 64 MiB (one old file kept).
@@ -60,7 +55,6 @@ class AccessLogFile {
     std::lock_guard<std::mutex> lock(mu_);
     if (file_ == nullptr) return;
     std::fwrite(line.data(), 1, line.size(), file_);
-    written_ += line.size();
     if (std::ftell(file_) > (64L << 20)) {
       std::fclose(file_);
       std::rename(path_.c_str(), (path_ + ".1").c_str());
@@ -74,7 +68,6 @@ class AccessLogFile {
   std::condition_variable cv_;
   FILE* file_ = nullptr;
   bool stopping_ = false;
-  uint64_t written_ = 0;
   std::thread flusher_;
 };
 
@@ -180,16 +173,7 @@ std::string SelfExe() {
 int RunServer(const ServerOptions& options) {
   // Signals are taken synchronously by this thread; every thread started below
   // inherits the mask, and children reset it.
-  // A shell starts background jobs with SIGINT ignored; an ignored signal is discarded
-  // even while blocked, so the defaults are restored for sigwait() to see it.
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) signal(sig, SIG_DFL);
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  const sigset_t signals = TakeTerminationSignals();
 
   std::string http_host, api_host, https_host;
   int http_port = 0, api_port = 0, https_port = -1;
@@ -197,31 +181,32 @@ int RunServer(const ServerOptions& options) {
     if (Status st =
             ParseListenAddress(options.https, "0.0.0.0", &https_host, &https_port, "--https");
         !st.ok()) {
-      return Fail(st);
+      return PrintError(st);
     }
   }
   if (options.redirect_https && options.https.empty()) {
-    return Fail(InvalidArgument("--redirect-https needs an HTTPS listener: add --https :8443"));
+    return PrintError(
+        InvalidArgument("--redirect-https needs an HTTPS listener: add --https :8443"));
   }
   if (Status st = ParseListenAddress(options.http, "0.0.0.0", &http_host, &http_port, "--http");
       !st.ok()) {
-    return Fail(st);
+    return PrintError(st);
   }
   if (Status st = ParseListenAddress(options.api, "127.0.0.1", &api_host, &api_port, "--api");
       !st.ok()) {
-    return Fail(st);
+    return PrintError(st);
   }
 
   std::string home = SlipwayHome();
   if (Status st = MakeDirs(home, 0700); !st.ok()) {
-    return Fail(st.WithContext("cannot create the data dir (set SLIPWAY_HOME)"));
+    return PrintError(st.WithContext("cannot create the data dir (set SLIPWAY_HOME)"));
   }
   auto token = LoadOrCreateToken(home);
-  if (!token.ok()) return Fail(token.status());
+  if (!token.ok()) return PrintError(token.status());
 
   RealClock clock;
   auto store = Store::Open(home + "/state.db", clock);
-  if (!store.ok()) return Fail(store.status());
+  if (!store.ok()) return PrintError(store.status());
 
   // Certificates: the local CA issues for *.localhost and the configured domains only,
   // so a client cannot make it sign any name it sends.
@@ -246,7 +231,7 @@ int RunServer(const ServerOptions& options) {
     return false;
   };
   auto certs = CertStore::Open(cert_options);
-  if (!certs.ok()) return Fail(certs.status());
+  if (!certs.ok()) return PrintError(certs.status());
   ChallengeStore challenges;
   std::unique_ptr<AcmeClient> acme;
   if (!options.acme_directory.empty()) {
@@ -255,13 +240,13 @@ int RunServer(const ServerOptions& options) {
     acme_options.email = options.acme_email;
     acme_options.ca_bundle = options.acme_ca_bundle;
     auto client = AcmeClient::Create(acme_options, **certs, challenges);
-    if (!client.ok()) return Fail(client.status());
+    if (!client.ok()) return PrintError(client.status());
     acme = std::move(*client);
   }
 
   std::unique_ptr<AccessLogFile> access_log;
   if (options.access_log) {
-    if (Status st = MakeDirs(home + "/logs"); !st.ok()) return Fail(st);
+    if (Status st = MakeDirs(home + "/logs"); !st.ok()) return PrintError(st);
     access_log = std::make_unique<AccessLogFile>(home + "/logs/access.log");
   }
 
@@ -280,7 +265,7 @@ int RunServer(const ServerOptions& options) {
     edge_options.access_log = [log](const AccessLogEntry& entry) { log->Write(entry); };
   }
   auto edge = Edge::Create(edge_options);
-  if (!edge.ok()) return Fail(edge.status());
+  if (!edge.ok()) return PrintError(edge.status());
   (*edge)->Start();
 
   Supervisor supervisor(SelfExe(), clock);
@@ -293,7 +278,7 @@ int RunServer(const ServerOptions& options) {
       **store, supervisor, clock,
       [edge_ptr](std::shared_ptr<const RouteTable> table) { edge_ptr->Swap(std::move(table)); },
       engine_options);
-  if (!engine.ok()) return Fail(engine.status());
+  if (!engine.ok()) return PrintError(engine.status());
   if (Status st = (*engine)->Recover(); !st.ok()) {
     spdlog::error("recovering earlier deployments: {}", st.message());
   }
@@ -307,7 +292,7 @@ int RunServer(const ServerOptions& options) {
   if (!api.ok()) {
     (*engine)->Shutdown(false);
     (*edge)->Stop();
-    return Fail(api.status());
+    return PrintError(api.status());
   }
   std::unique_ptr<AcmeRenewer> renewer;
   if (acme) renewer = std::make_unique<AcmeRenewer>(*acme, **store);

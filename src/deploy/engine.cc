@@ -142,11 +142,8 @@ class DeployEngine::Impl {
     n.service = svc.name;
     ASSIGN_OR_RETURN(auto env, store_.GetEnvironmentById(svc.environment_id));
     n.environment = env.name;
-    ASSIGN_OR_RETURN(auto projects, store_.ListProjects());
-    for (const auto& p : projects) {
-      if (p.id == svc.project_id) n.project = p.name;
-    }
-    if (n.project.empty()) return NotFound("project of service " + svc.name + " not found");
+    ASSIGN_OR_RETURN(ProjectRecord project, store_.GetProjectById(svc.project_id));
+    n.project = project.name;
     return n;
   }
 
@@ -327,16 +324,22 @@ class DeployEngine::Impl {
     (void)store_.AddEvent(svc->id, dep->id, "build.succeeded",
                           "release " + std::to_string(release->id) + " built");
 
+    Activate(MakeLive(dep->id, svc->id, *names, *config, *manifest));
+  }
+
+  // A deployment with its release, before any replica runs.
+  LiveDeployment MakeLive(int64_t deployment_id, int64_t service_id, const Names& names,
+                          const ServiceConfig& config, const ReleaseManifest& manifest) const {
     LiveDeployment ld;
-    ld.id = dep->id;
-    ld.service_id = svc->id;
-    ld.project = names->project;
-    ld.environment = names->environment;
-    ld.service = names->service;
+    ld.id = deployment_id;
+    ld.service_id = service_id;
+    ld.project = names.project;
+    ld.environment = names.environment;
+    ld.service = names.service;
     ld.host = Host(ld.project, ld.environment, ld.service);
-    ld.config = *config;
-    ld.manifest = *manifest;
-    Activate(std::move(ld));
+    ld.config = config;
+    ld.manifest = manifest;
+    return ld;
   }
 
   Result<LiveReplica> StartReplica(const LiveDeployment& ld, int index) {
@@ -702,15 +705,7 @@ class DeployEngine::Impl {
       if (!names.ok() || !config.ok() || !release.ok()) continue;
       auto manifest = ReleaseManifest::FromJson(release->manifest_json);
       if (!manifest.ok()) continue;
-      LiveDeployment ld;
-      ld.id = dep.id;
-      ld.service_id = svc->id;
-      ld.project = names->project;
-      ld.environment = names->environment;
-      ld.service = names->service;
-      ld.host = Host(ld.project, ld.environment, ld.service);
-      ld.config = *config;
-      ld.manifest = *manifest;
+      LiveDeployment ld = MakeLive(dep.id, svc->id, *names, *config, *manifest);
       std::map<int, bool> have;
       auto replicas = store_.ListReplicas(dep.id);
       if (replicas.ok()) {

@@ -442,17 +442,35 @@ Task<Next> Connection<Stream>::Proxy(RequestParser& parser, const CompiledRoute&
   TriedSet tried;
   ConnectFailure last_failure = ConnectFailure::kRefused;
   bool fresh_only = false;
+  int index = -1;
   std::unique_ptr<UpstreamConnection> connection;
   InFlight in_flight;
   std::optional<ResponseParser> response;
   for (;;) {
-    const int index = PickUpstream(route, tried, SteadyNowNs());
+    // A replica whose pooled connection went stale is tried again as it was picked;
+    // otherwise pick afresh, without this request's own count weighing on the choice.
+    if (!fresh_only || index < 0) {
+      in_flight.Set(nullptr);
+      index = PickUpstream(route, tried, SteadyNowNs());
+    }
     if (index < 0) {
       co_return co_await SendFailure(last_failure, route, info, keep_if_unsent, ex);
     }
     const CompiledUpstream& upstream = route.upstreams[static_cast<size_t>(index)];
     in_flight.Set(upstream.state.get());
     bool reused = false;
+    // The connection dropped before an answer: a pooled one may only have gone stale, so
+    // the same replica is tried again on a fresh connection; a fresh one counts against
+    // the replica.
+    const auto retry_after_drop = [&] {
+      if (reused) {
+        fresh_only = true;
+      } else {
+        fresh_only = false;
+        tried.Add(static_cast<size_t>(index));
+        last_failure = ConnectFailure::kDropped;
+      }
+    };
     if (!fresh_only) {
       connection = env_.upstreams.TakeIdle(upstream.endpoint, /*check_open=*/!retryable);
       reused = connection != nullptr;
@@ -463,7 +481,7 @@ Task<Next> Connection<Stream>::Proxy(RequestParser& parser, const CompiledRoute&
         Eject(*upstream.state, options.eject_duration, SteadyNowNs());
         tried.Add(static_cast<size_t>(index));
         last_failure = outcome.failure;
-        in_flight.Set(nullptr);
+        fresh_only = false;
         continue;
       }
       connection = std::move(outcome.connection);
@@ -479,12 +497,7 @@ Task<Next> Connection<Stream>::Proxy(RequestParser& parser, const CompiledRoute&
       env_.upstreams.Release(std::move(connection), false);
       ex.note = "upstream: " + wec.message();
       if (retryable) {
-        if (reused) {
-          fresh_only = true;
-        } else {
-          tried.Add(static_cast<size_t>(index));
-          last_failure = ConnectFailure::kDropped;
-        }
+        retry_after_drop();
         continue;
       }
       const Page page = UpstreamBadResponsePage(route.service_label);
@@ -550,12 +563,7 @@ Task<Next> Connection<Stream>::Proxy(RequestParser& parser, const CompiledRoute&
       co_return co_await SendPage(page, info, client_keep_alive, ex);
     }
     if (retryable && nothing_received) {
-      if (reused) {
-        fresh_only = true;
-      } else {
-        tried.Add(static_cast<size_t>(index));
-        last_failure = ConnectFailure::kDropped;
-      }
+      retry_after_drop();
       continue;
     }
     const Page page = UpstreamBadResponsePage(route.service_label);
@@ -625,7 +633,10 @@ Task<Next> Connection<Stream>::Proxy(RequestParser& parser, const CompiledRoute&
   Relay relay = Relay::kDone;
   if (in == BodyFraming::kNone ||
       (in == BodyFraming::kLength && connection->buffer.size() >= length)) {
-    // The whole answer is at hand (the common small response): one write, here.
+    // The whole answer is at hand (the common small response): one write, here. The
+    // replica is done with this request, so it stops counting as busy before the client
+    // can see the answer and send its next request.
+    in_flight.Set(nullptr);
     const size_t have = static_cast<size_t>(length);
     const std::array<asio::const_buffer, 2> pieces{
         asio::buffer(head_out_), asio::buffer(connection->buffer.data().data(), have)};

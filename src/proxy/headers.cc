@@ -65,6 +65,22 @@ void AppendNumber(std::string* out, uint64_t n) {
   out->append(buf, end);
 }
 
+// The field that says how the body is delimited (none for kNone / kCloseDelimited).
+void AppendFraming(std::string* out, BodyFraming framing, uint64_t length) {
+  switch (framing) {
+    case BodyFraming::kLength:
+      out->append("Content-Length: ");
+      AppendNumber(out, length);
+      out->append("\r\n");
+      break;
+    case BodyFraming::kChunked:
+      out->append("Transfer-Encoding: chunked\r\n");
+      break;
+    default:
+      break;
+  }
+}
+
 uint64_t SplitMix(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -218,18 +234,7 @@ void WriteUpstreamRequestHead(const http::header<true, Fields>& request,
     if (tokens.count != 0 && tokens.Names(name)) continue;
     AppendField(out, name, View(field.value()));
   }
-  switch (forward.framing) {
-    case BodyFraming::kLength:
-      out->append("Content-Length: ");
-      AppendNumber(out, forward.length);
-      out->append("\r\n");
-      break;
-    case BodyFraming::kChunked:
-      out->append("Transfer-Encoding: chunked\r\n");
-      break;
-    default:
-      break;
-  }
+  AppendFraming(out, forward.framing, forward.length);
   if (forward.upgrade) out->append("Connection: upgrade\r\n");
   out->append("X-Forwarded-For: ");
   if (forwarded_for_count != 0) {
@@ -298,18 +303,7 @@ void WriteClientResponseHead(const http::header<false, Fields>& response,
     }
     AppendField(out, name, View(field.value()));
   }
-  switch (answer.framing) {
-    case BodyFraming::kLength:
-      out->append("Content-Length: ");
-      AppendNumber(out, answer.length);
-      out->append("\r\n");
-      break;
-    case BodyFraming::kChunked:
-      out->append("Transfer-Encoding: chunked\r\n");
-      break;
-    default:
-      break;
-  }
+  AppendFraming(out, answer.framing, answer.length);
   if (answer.upgrade) {
     out->append("Connection: upgrade\r\n");
   } else if (!answer.keep_alive) {

@@ -401,6 +401,13 @@ class SqliteStore final : public Store {
     return Read([&] { return FindProjectLocked(name); });
   }
 
+  Result<ProjectRecord> GetProjectById(int64_t id) override {
+    return Read([&] {
+      return QueryOne<ProjectRecord>(Sql("SELECT ", kProjectCols, " FROM projects WHERE id = ?"),
+                                     ReadProject, "project " + std::to_string(id), id);
+    });
+  }
+
   Result<std::vector<ProjectRecord>> ListProjects() override {
     return Read([&] {
       return QueryAll<ProjectRecord>(Sql("SELECT ", kProjectCols, " FROM projects ORDER BY name"),

@@ -132,6 +132,7 @@ class Store {
   // "production" environment if missing, and returns the project.
   virtual Result<ProjectRecord> EnsureProject(const std::string& name) = 0;
   virtual Result<ProjectRecord> GetProject(const std::string& name) = 0;
+  virtual Result<ProjectRecord> GetProjectById(int64_t id) = 0;
   virtual Result<std::vector<ProjectRecord>> ListProjects() = 0;
   virtual Result<EnvironmentRecord> EnsureEnvironment(int64_t project_id,
                                                       const std::string& name) = 0;

@@ -72,6 +72,7 @@ TEST_F(StoreTest, DomainsAreUniqueAcrossServicesAndRemovable) {
   ASSERT_NE(store, nullptr);
   ServiceRecord api = MakeService(*store, "demo", "api");
   ServiceRecord web = MakeService(*store, "demo", "web");
+  EXPECT_EQ(store->GetProjectById(api.project_id)->name, "demo");
   DomainRecord d;
   d.service_id = api.id;
   d.host = "api.example.com";
@@ -167,6 +168,7 @@ TEST_F(StoreTest, MissingRowsAreNotFoundAndNamed) {
   auto project = store->GetProject("nope");
   EXPECT_EQ(project.status().code(), StatusCode::kNotFound);
   EXPECT_EQ(project.status().message(), "project nope not found");
+  EXPECT_EQ(store->GetProjectById(42).status().message(), "project 42 not found");
 
   auto d = store->GetDeployment(12);
   EXPECT_EQ(d.status().code(), StatusCode::kNotFound);

@@ -1,8 +1,16 @@
-#include "cli/listen_address.h"
+#include "cli/cli_util.h"
 
+#include <pthread.h>
+
+#include <cstdio>
 #include <stdexcept>
 
 namespace slipway {
+
+int PrintError(const Status& st) {
+  std::fprintf(stderr, "error: %s\n", st.message().c_str());
+  return 1;
+}
 
 Status ParseListenAddress(const std::string& text, const std::string& default_host,
                           std::string* host, int* port, const char* flag) {
@@ -23,6 +31,18 @@ Status ParseListenAddress(const std::string& text, const std::string& default_ho
   }
   *host = h;
   return Status::Ok();
+}
+
+sigset_t TakeTerminationSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    signal(sig, SIG_DFL);
+    sigaddset(&signals, sig);
+  }
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return signals;
 }
 
 }  // namespace slipway
