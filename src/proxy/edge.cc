@@ -310,6 +310,8 @@ std::vector<RouteMetrics> EdgeImpl::Metrics() const {
   return out;
 }
 
+std::vector<UpstreamLoad> EdgeImpl::UpstreamLoads() const { return upstream_states_.Loads(); }
+
 }  // namespace proxy
 
 Result<std::unique_ptr<Edge>> Edge::Create(const EdgeOptions& options) {

@@ -127,6 +127,14 @@ struct RouteMetrics {
   std::vector<LatencyBucket> latency;  // non-empty buckets only, ascending
 };
 
+// Requests being served by one replica address right now, across every table still in
+// use (a replica taken out of the table stays listed while requests to it finish).
+struct UpstreamLoad {
+  std::string address;
+  int port = 0;
+  int in_flight = 0;
+};
+
 struct EdgeOptions {
   std::string listen_address = "0.0.0.0";
   int port = 8080;  // 0: pick a free port (see Edge::port())
@@ -174,6 +182,8 @@ class Edge {
   virtual void Swap(std::shared_ptr<const RouteTable> table) = 0;
   // A snapshot per route of the current table, in table order.
   virtual std::vector<RouteMetrics> Metrics() const = 0;
+  // Every replica address the edge knows, with its in-flight count.
+  virtual std::vector<UpstreamLoad> UpstreamLoads() const = 0;
 };
 
 }  // namespace slipway

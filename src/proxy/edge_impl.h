@@ -94,6 +94,7 @@ class EdgeImpl final : public Edge {
   int https_port() const override { return https_port_; }
   void Swap(std::shared_ptr<const RouteTable> table) override;
   std::vector<RouteMetrics> Metrics() const override;
+  std::vector<UpstreamLoad> UpstreamLoads() const override;
 
  private:
   void CloseSockets();

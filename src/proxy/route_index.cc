@@ -119,6 +119,17 @@ void UpstreamRegistry::Prune() {
   std::erase_if(states_, [](const auto& kv) { return kv.second.use_count() == 1; });
 }
 
+std::vector<UpstreamLoad> UpstreamRegistry::Loads() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<UpstreamLoad> out;
+  out.reserve(states_.size());
+  for (const auto& [endpoint, state] : states_) {
+    out.push_back(UpstreamLoad{endpoint.address().to_string(), endpoint.port(),
+                               state->in_flight.load(std::memory_order_relaxed)});
+  }
+  return out;
+}
+
 std::shared_ptr<RouteStats> StatsRegistry::Get(const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
   auto& stats = stats_[key];

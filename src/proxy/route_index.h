@@ -81,9 +81,10 @@ class UpstreamRegistry {
   std::shared_ptr<UpstreamState> Get(const boost::asio::ip::tcp::endpoint& endpoint);
   // Forgets states that no table holds any more.
   void Prune();
+  std::vector<UpstreamLoad> Loads() const;
 
  private:
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::map<boost::asio::ip::tcp::endpoint, std::shared_ptr<UpstreamState>> states_;
 };
 

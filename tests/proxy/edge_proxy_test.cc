@@ -187,6 +187,13 @@ TEST_F(EdgeTest, LeastConnectionsAvoidsTheBusyReplica) {
     EXPECT_TRUE(res.ok() && res->status == 200);
   });
   ASSERT_TRUE(Eventually([&] { return slow.requests() == 1; }));
+  const auto load_of = [&](int port) {
+    for (const UpstreamLoad& load : edge_->UpstreamLoads()) {
+      if (load.port == port) return load.in_flight;
+    }
+    return -1;
+  };
+  EXPECT_EQ(load_of(slow.port()), 1);
   Route both = ProxyRoute("app.localhost", "p/app", {slow.port(), fast.port()});
   both.balance = Balance::kLeastConnections;
   SetRoutes({both});
@@ -198,6 +205,7 @@ TEST_F(EdgeTest, LeastConnectionsAvoidsTheBusyReplica) {
   EXPECT_EQ(slow.requests(), 1);
   release.Open();
   held.join();
+  EXPECT_EQ(load_of(slow.port()), 0);
   // Idle again: both get traffic.
   for (int i = 0; i < 6; ++i) ASSERT_TRUE(Call("app.localhost", "/again").ok());
   EXPECT_GT(slow.requests(), 1);
