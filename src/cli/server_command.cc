@@ -274,9 +274,15 @@ int RunServer(const ServerOptions& options) {
   engine_options.edge_port = (*edge)->port();
   engine_options.redirect_to_https = options.redirect_https;
   Edge* edge_ptr = edge->get();
+  engine_options.edge_stats = [edge_ptr]() -> Result<EdgeStats> {
+    return EdgeStats{edge_ptr->Metrics(), edge_ptr->UpstreamLoads()};
+  };
   auto engine = DeployEngine::Create(
       **store, supervisor, clock,
-      [edge_ptr](std::shared_ptr<const RouteTable> table) { edge_ptr->Swap(std::move(table)); },
+      [edge_ptr](std::shared_ptr<const RouteTable> table) {
+        edge_ptr->Swap(std::move(table));
+        return Status::Ok();
+      },
       engine_options);
   if (!engine.ok()) return PrintError(engine.status());
   if (Status st = (*engine)->Recover(); !st.ok()) {

@@ -522,7 +522,10 @@ class DeployEngine::Impl {
         table->routes.push_back(std::move(route));
       }
     }
-    if (sink_) sink_(table);
+    if (!sink_) return;
+    if (Status st = sink_(table); !st.ok()) {
+      spdlog::error("the edge did not take the new routes: {}", st.message());
+    }
   }
 
   // ---- supervision of running replicas --------------------------------------

@@ -26,6 +26,17 @@
 
 namespace slipway {
 
+// Hands a routing table to the edge and returns once the edge serves it (a switch is
+// complete only then), or with the error that kept it from arriving.
+using RouteSink = std::function<Status(std::shared_ptr<const RouteTable>)>;
+
+// What the edge measures, for automatic rollback and draining.
+struct EdgeStats {
+  std::vector<RouteMetrics> routes;
+  std::vector<UpstreamLoad> upstreams;
+};
+using EdgeStatsSource = std::function<Result<EdgeStats>()>;
+
 struct EngineOptions {
   std::string home;      // the data dir
   int edge_port = 8080;  // for URLs shown to users
@@ -33,9 +44,8 @@ struct EngineOptions {
   std::chrono::milliseconds stop_grace{std::chrono::seconds(10)};
   int max_restarts = 10;           // ON_FAILURE retries before a deployment is CRASHED
   bool redirect_to_https = false;  // every app route redirects plain HTTP to HTTPS
+  EdgeStatsSource edge_stats;      // null: no traffic-based rollback, no drain wait
 };
-
-using RouteSink = std::function<void(std::shared_ptr<const RouteTable>)>;
 
 // What one service looks like now, for `slipway status`.
 struct ReplicaStatus {
