@@ -207,6 +207,7 @@ class Connection {
   ~Connection() { ReturnRelayBuffer(); }
 
   Stream& stream() { return client_; }
+  bool Draining() const { return env_.draining.load(std::memory_order_relaxed); }
   Deadline& deadline() { return deadline_; }
   Task<void> Run();
 
@@ -270,7 +271,9 @@ Task<void> Connection<Stream>::Run() {
     // timeout does, for the whole header (the first request gets it from accept on).
     if (!first && buffer_.size() == 0) {
       ReturnRelayBuffer();
-      deadline_.After(options.idle_timeout);
+      deadline_.IdleAfter(
+          Draining() ? std::min<Clock::duration>(options.idle_timeout, options.drain_idle_grace)
+                     : Clock::duration(options.idle_timeout));
       auto [ec, n] = co_await client_.async_read_some(buffer_.prepare(kIdleReadBytes), kTuple);
       deadline_.Never();
       if (ec) {
@@ -352,7 +355,7 @@ Task<Next> Connection<Stream>::Route(RequestParser& parser, const RequestInfo& i
     const Page page = BadRequestPage(why);
     co_return co_await SendPage(page, info, false, ex);
   }
-  const bool keep_alive = req.keep_alive();
+  const bool keep_alive = req.keep_alive() && !Draining();
   // A body we do not read (local answers) means the connection cannot be reused.
   const bool local_keep_alive = keep_alive && parser.is_done();
 
@@ -624,6 +627,7 @@ Task<Next> Connection<Stream>::Proxy(RequestParser& parser, const CompiledRoute&
       out = BodyFraming::kChunked;
     }
   }
+  if (Draining()) keep_alive = false;
   answer.keep_alive = keep_alive;
   answer.framing = out;
   answer.length = length;
@@ -932,6 +936,7 @@ Task<Next> Connection<Stream>::ServeStatic(RequestParser& parser, const Compiled
   res.content_length(lookup.size);
   res.set(http::field::last_modified, HttpDate(lookup.mtime));
   res.set("X-Request-Id", request_id_);
+  keep_alive = keep_alive && !Draining();
   SetClientConnection(res, info.version, keep_alive);
   ex.status = 200;
   http::response_serializer<http::empty_body> serializer{res};
@@ -967,6 +972,7 @@ template <class Stream>
 Task<Next> Connection<Stream>::SendPage(const Page& page, const RequestInfo& info, bool keep_alive,
                                         Exchange& ex, http::field extra_field,
                                         std::string_view extra_value) {
+  keep_alive = keep_alive && !Draining();
   http::response<http::string_body> res{page.status, 11};
   res.set(http::field::content_type, PageContentType(info.html));
   res.set(http::field::cache_control, "no-store");
@@ -994,6 +1000,7 @@ Task<Next> Connection<Stream>::SendPage(const Page& page, const RequestInfo& inf
 template <class Stream>
 Task<Next> Connection<Stream>::SendText(http::status status, std::string_view body,
                                         const RequestInfo& info, bool keep_alive, Exchange& ex) {
+  keep_alive = keep_alive && !Draining();
   http::response<http::string_body> res{status, 11};
   res.set(http::field::content_type, "text/plain");
   res.set(http::field::cache_control, "no-store");

@@ -7,6 +7,7 @@
 //
 // Thread-safety: a connection runs on its worker's io_context thread only.
 
+#include <atomic>
 #include <boost/asio/ssl/context.hpp>
 #include <memory>
 #include <vector>
@@ -46,6 +47,10 @@ struct ConnectionEnv {
   DeadlineList& deadlines;
   int worker_index = 0;
   int https_port = -1;  // the edge's HTTPS port, for redirects; -1 when off
+  // Set (by any thread) once the edge drains: every answer from then on says
+  // "Connection: close", and a connection waits at most options.drain_idle_grace for
+  // its next request.
+  const std::atomic<bool>& draining;
 };
 
 // Serves a plain-HTTP `socket` until the client leaves, a timeout fires or an error

@@ -130,61 +130,86 @@ Result<std::vector<ListenSocket>> Listen(const std::string& address_text, int po
 
 }  // namespace
 
-Worker::Worker(const EdgeOptions& options, const RouteSlot& slot, int index, ListenSocket http,
-               ListenSocket https, asio::ssl::context* sni_context, int https_port)
+Worker::Worker(const EdgeOptions& options, const RouteSlot& slot, int index,
+               std::vector<ListenSocket> http, std::vector<ListenSocket> https,
+               asio::ssl::context* sni_context, int https_port, const std::atomic<bool>& draining,
+               std::atomic<int>& open_connections)
     : ioc_(std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE)),
       stop_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
-      http_acceptor_(std::make_unique<Acceptor>(ioc_->get_executor())),
+      drain_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      open_connections_(open_connections),
       sni_context_(sni_context),
       routes_(slot),
       upstreams_(ioc_->get_executor(), deadlines_, options),
-      env_{options, routes_, upstreams_, buffers_, arenas_, ids_, deadlines_, index, https_port} {
-  boost::system::error_code ec;
-  http_acceptor_->assign(http.ipv6 ? tcp::v6() : tcp::v4(), http.fd, ec);
-  if (ec) {
-    ::close(http.fd);
-    spdlog::error("edge: cannot use the listening socket: {}", ec.message());
-  }
-  if (https.fd >= 0) {
-    https_acceptor_ = std::make_unique<Acceptor>(ioc_->get_executor());
-    https_acceptor_->assign(https.ipv6 ? tcp::v6() : tcp::v4(), https.fd, ec);
-    if (ec) {
-      ::close(https.fd);
-      spdlog::error("edge: cannot use the HTTPS listening socket: {}", ec.message());
+      env_{options, routes_,    upstreams_, buffers_,   arenas_,
+           ids_,    deadlines_, index,      https_port, draining} {
+  auto adopt = [this](std::vector<ListenSocket>& sockets, const char* what,
+                      std::vector<std::unique_ptr<Acceptor>>* out) {
+    for (const ListenSocket& s : sockets) {
+      auto acceptor = std::make_unique<Acceptor>(ioc_->get_executor());
+      boost::system::error_code ec;
+      acceptor->assign(s.ipv6 ? tcp::v6() : tcp::v4(), s.fd, ec);
+      if (ec) {
+        ::close(s.fd);
+        spdlog::error("edge: cannot use the {} listening socket: {}", what, ec.message());
+        continue;
+      }
+      out->push_back(std::move(acceptor));
     }
-  }
+  };
+  adopt(http, "HTTP", &http_acceptors_);
+  adopt(https, "HTTPS", &https_acceptors_);
 }
 
 Worker::~Worker() {
   Stop();
   Join();
-  http_acceptor_.reset();
-  https_acceptor_.reset();
+  http_acceptors_.clear();
+  https_acceptors_.clear();
   upstreams_.Clear();  // pooled sockets belong to the io_context
   // Destroys every suspended connection coroutine (closing its sockets) while env_,
   // routes_ and upstreams_ are still alive.
   ioc_.reset();
   if (stop_fd_ >= 0) ::close(stop_fd_);
+  if (drain_fd_ >= 0) ::close(drain_fd_);
 }
 
 void Worker::Start() {
-  asio::co_spawn(*ioc_, AcceptLoop(*http_acceptor_, false),
-                 [](std::exception_ptr e) { LogException("accept loop", e); });
-  if (https_acceptor_ && sni_context_ != nullptr) {
-    asio::co_spawn(*ioc_, AcceptLoop(*https_acceptor_, true),
-                   [](std::exception_ptr e) { LogException("HTTPS accept loop", e); });
+  for (auto& acceptor : http_acceptors_) {
+    asio::co_spawn(*ioc_, AcceptLoop(*acceptor, false),
+                   [](std::exception_ptr e) { LogException("accept loop", e); });
+  }
+  if (sni_context_ != nullptr) {
+    for (auto& acceptor : https_acceptors_) {
+      asio::co_spawn(*ioc_, AcceptLoop(*acceptor, true),
+                     [](std::exception_ptr e) { LogException("HTTPS accept loop", e); });
+    }
   }
   asio::co_spawn(*ioc_, SweepLoop(), [](std::exception_ptr e) { LogException("pool sweep", e); });
   asio::co_spawn(*ioc_, WaitForStop(), [](std::exception_ptr e) { LogException("stop", e); });
+  asio::co_spawn(*ioc_, WaitForDrain(), [](std::exception_ptr e) { LogException("drain", e); });
   thread_ = std::thread([this] { ioc_->run(); });
 }
 
+namespace {
+
+void Notify(int event_fd, const char* what) {
+  const uint64_t one = 1;
+  if (::write(event_fd, &one, sizeof(one)) != sizeof(one)) {
+    spdlog::error("edge: cannot signal a worker to {}: {}", what, strerror(errno));
+  }
+}
+
+}  // namespace
+
 void Worker::Stop() {
   if (!thread_.joinable()) return;
-  const uint64_t one = 1;
-  if (::write(stop_fd_, &one, sizeof(one)) != sizeof(one)) {
-    spdlog::error("edge: cannot signal a worker to stop: {}", strerror(errno));
-  }
+  Notify(stop_fd_, "stop");
+}
+
+void Worker::Drain() {
+  if (!thread_.joinable()) return;
+  Notify(drain_fd_, "drain");
 }
 
 Task<void> Worker::WaitForStop() {
@@ -192,6 +217,19 @@ Task<void> Worker::WaitForStop() {
                                                        ::fcntl(stop_fd_, F_DUPFD_CLOEXEC, 0));
   co_await watch.async_wait(asio::posix::stream_descriptor::wait_read, kTuple);
   ioc_->stop();
+}
+
+Task<void> Worker::WaitForDrain() {
+  asio::posix::basic_stream_descriptor<Executor> watch(ioc_->get_executor(),
+                                                       ::fcntl(drain_fd_, F_DUPFD_CLOEXEC, 0));
+  auto [ec] = co_await watch.async_wait(asio::posix::stream_descriptor::wait_read, kTuple);
+  if (ec) co_return;
+  // Closing cancels the pending accepts; a connection already accepted is still served.
+  // The sockets themselves live on in a process they were handed to.
+  boost::system::error_code ignored;
+  for (auto& acceptor : http_acceptors_) acceptor->close(ignored);
+  for (auto& acceptor : https_acceptors_) acceptor->close(ignored);
+  deadlines_.CutIdle(CoarseNow() + env_.options.drain_idle_grace);
 }
 
 void Worker::Join() {
@@ -203,19 +241,23 @@ Task<void> Worker::AcceptLoop(Acceptor& acceptor, bool tls) {
   while (acceptor.is_open()) {
     auto [ec, socket] = co_await acceptor.async_accept(kTuple);
     if (ec) {
-      if (ec == asio::error::operation_aborted) co_return;
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
       // Out of file descriptors or a transient error: wait a little instead of spinning.
       spdlog::warn("edge: accept failed: {}", ec.message());
       backoff.expires_after(std::chrono::milliseconds(50));
       co_await backoff.async_wait(kTuple);
       continue;
     }
+    open_connections_.fetch_add(1, std::memory_order_relaxed);
+    std::atomic<int>* open = &open_connections_;
+    auto done = [open, tls](std::exception_ptr e) {
+      open->fetch_sub(1, std::memory_order_relaxed);
+      LogException(tls ? "TLS connection" : "connection", e);
+    };
     if (tls) {
-      asio::co_spawn(*ioc_, ServeTlsConnection(env_, std::move(socket), *sni_context_),
-                     [](std::exception_ptr e) { LogException("TLS connection", e); });
+      asio::co_spawn(*ioc_, ServeTlsConnection(env_, std::move(socket), *sni_context_), done);
     } else {
-      asio::co_spawn(*ioc_, ServeConnection(env_, std::move(socket)),
-                     [](std::exception_ptr e) { LogException("connection", e); });
+      asio::co_spawn(*ioc_, ServeConnection(env_, std::move(socket)), done);
     }
   }
 }
@@ -235,7 +277,7 @@ Task<void> Worker::SweepLoop() {
 EdgeImpl::EdgeImpl(const EdgeOptions& options, std::vector<ListenSocket> http, int port,
                    std::vector<ListenSocket> https, int https_port)
     : options_(options),
-      threads_(static_cast<int>(http.size())),
+      threads_(std::max(1, options.threads)),
       port_(port),
       https_port_(https_port),
       http_sockets_(std::move(http)),
@@ -255,11 +297,20 @@ void EdgeImpl::Start() {
   std::lock_guard<std::mutex> lock(lifecycle_mu_);
   if (started_ || stopped_) return;
   started_ = true;
+  // Socket i goes to worker i % threads (a takeover may bring more sockets than threads).
+  std::vector<std::vector<ListenSocket>> http(threads_), https(threads_);
+  for (size_t i = 0; i < http_sockets_.size(); ++i) {
+    http[i % threads_].push_back(http_sockets_[i]);
+    serving_http_fds_.push_back(http_sockets_[i].fd);
+  }
+  for (size_t i = 0; i < https_sockets_.size(); ++i) {
+    https[i % threads_].push_back(https_sockets_[i]);
+    serving_https_fds_.push_back(https_sockets_[i].fd);
+  }
   for (int i = 0; i < threads_; ++i) {
-    ListenSocket https =
-        i < static_cast<int>(https_sockets_.size()) ? https_sockets_[i] : ListenSocket{};
-    workers_.push_back(std::make_unique<Worker>(options_, slot_, i, http_sockets_[i], https,
-                                                sni_context_.get(), https_port_));
+    workers_.push_back(std::make_unique<Worker>(options_, slot_, i, std::move(http[i]),
+                                                std::move(https[i]), sni_context_.get(),
+                                                https_port_, draining_, open_connections_));
   }
   // The workers own the sockets now.
   http_sockets_.clear();
@@ -285,7 +336,44 @@ void EdgeImpl::Stop() {
   for (auto& worker : workers_) worker->Stop();
   for (auto& worker : workers_) worker->Join();
   workers_.clear();
+  serving_http_fds_.clear();
+  serving_https_fds_.clear();
   CloseSockets();
+}
+
+void EdgeImpl::Drain() {
+  std::lock_guard<std::mutex> lock(lifecycle_mu_);
+  if (draining_.exchange(true)) return;
+  // The acceptors close on their threads; the fds are not ours to hand out from here on.
+  serving_http_fds_.clear();
+  serving_https_fds_.clear();
+  for (auto& worker : workers_) worker->Drain();
+  // Not started yet: nobody accepts on these.
+  CloseSockets();
+}
+
+Result<ListenerFds> EdgeImpl::DuplicateListeners() {
+  std::lock_guard<std::mutex> lock(lifecycle_mu_);
+  if (!started_ || stopped_ || draining_.load()) {
+    return FailedPrecondition("the edge is not serving: no listening sockets to hand over");
+  }
+  ListenerFds out;
+  auto dup_all = [&out](const std::vector<int>& fds, std::vector<int>* into) -> Status {
+    for (int fd : fds) {
+      int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+      if (copy < 0) {
+        int err = errno;
+        for (int f : out.http) ::close(f);
+        for (int f : out.https) ::close(f);
+        return ErrnoStatus("cannot duplicate a listening socket", err);
+      }
+      into->push_back(copy);
+    }
+    return Status::Ok();
+  };
+  RETURN_IF_ERROR(dup_all(serving_http_fds_, &out.http));
+  RETURN_IF_ERROR(dup_all(serving_https_fds_, &out.https));
+  return out;
 }
 
 void EdgeImpl::Swap(std::shared_ptr<const RouteTable> table) {
@@ -314,14 +402,101 @@ std::vector<UpstreamLoad> EdgeImpl::UpstreamLoads() const { return upstream_stat
 
 }  // namespace proxy
 
-Result<std::unique_ptr<Edge>> Edge::Create(const EdgeOptions& options) {
+namespace proxy {
+namespace {
+
+// Takes over listening sockets handed from another edge process (see edge.h): checks
+// each is a listening TCP socket, reads its address, and binds more to the same address
+// when `threads` asks for more. Owns `fds` from the call on.
+Result<std::vector<ListenSocket>> Inherit(const std::vector<int>& fds, int threads,
+                                          const char* flag, std::string* address_out,
+                                          int* port_out) {
+  std::vector<ListenSocket> sockets;
+  for (int fd : fds) sockets.push_back(ListenSocket{fd, false});
+  std::string address;
+  int port = -1;
+  for (ListenSocket& s : sockets) {
+    int listening = 0;
+    socklen_t len = sizeof(listening);
+    tcp::endpoint bound;
+    socklen_t bound_len = static_cast<socklen_t>(bound.capacity());
+    if (::getsockopt(s.fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening ||
+        ::getsockname(s.fd, bound.data(), &bound_len) != 0) {
+      CloseAll(sockets);
+      return InvalidArgument(std::string("a socket handed over for ") + flag +
+                             " is not a listening TCP socket");
+    }
+    bound.resize(bound_len);
+    s.ipv6 = bound.address().is_v6();
+    if (port < 0) {
+      address = bound.address().to_string();
+      port = bound.port();
+    } else if (bound.port() != port || bound.address().to_string() != address) {
+      CloseAll(sockets);
+      return InvalidArgument(std::string("the sockets handed over for ") + flag +
+                             " listen on different addresses");
+    }
+  }
+  if (static_cast<int>(sockets.size()) < threads) {
+    int ignored = 0;
+    auto more = Listen(address, port, threads - static_cast<int>(sockets.size()), flag, &ignored);
+    if (!more.ok()) {
+      CloseAll(sockets);
+      return more.status();
+    }
+    sockets.insert(sockets.end(), more->begin(), more->end());
+  }
+  *address_out = address;
+  *port_out = port;
+  return sockets;
+}
+
+}  // namespace
+}  // namespace proxy
+
+Result<std::unique_ptr<Edge>> Edge::Create(const EdgeOptions& given) {
+  EdgeOptions options = given;
   const int threads = std::max(1, options.threads);
+  auto close_inherited = [&options] {
+    for (int fd : options.inherited_http_fds) ::close(fd);
+    for (int fd : options.inherited_https_fds) ::close(fd);
+  };
+  if (options.inherited_http_fds.empty() && !options.inherited_https_fds.empty()) {
+    close_inherited();
+    return InvalidArgument("HTTPS sockets were handed over without the HTTP ones");
+  }
+  if (!options.inherited_https_fds.empty() && options.tls == nullptr) {
+    close_inherited();
+    return InvalidArgument("HTTPS sockets were handed over, but no TLS context provider was given");
+  }
   int port = 0;
-  ASSIGN_OR_RETURN(std::vector<proxy::ListenSocket> http,
-                   proxy::Listen(options.listen_address, options.port, threads, "--http", &port));
+  std::vector<proxy::ListenSocket> http;
+  if (!options.inherited_http_fds.empty()) {
+    std::vector<int> https_fds = options.inherited_https_fds;
+    auto inherited = proxy::Inherit(options.inherited_http_fds, threads, "--http",
+                                    &options.listen_address, &port);
+    if (!inherited.ok()) {
+      for (int fd : https_fds) ::close(fd);
+      return inherited.status();
+    }
+    http = std::move(*inherited);
+    options.port = port;
+  } else {
+    ASSIGN_OR_RETURN(http,
+                     proxy::Listen(options.listen_address, options.port, threads, "--http", &port));
+  }
   std::vector<proxy::ListenSocket> https;
   int https_port = -1;
-  if (options.https_port >= 0) {
+  if (!options.inherited_https_fds.empty()) {
+    auto inherited = proxy::Inherit(options.inherited_https_fds, threads, "--https",
+                                    &options.https_address, &https_port);
+    if (!inherited.ok()) {
+      proxy::CloseAll(http);
+      return inherited.status();
+    }
+    https = std::move(*inherited);
+    options.https_port = https_port;
+  } else if (options.https_port >= 0) {
     const std::string& address =
         options.https_address.empty() ? options.listen_address : options.https_address;
     if (options.tls == nullptr) {
@@ -337,6 +512,9 @@ Result<std::unique_ptr<Edge>> Edge::Create(const EdgeOptions& options) {
     }
     https = std::move(*listening);
   }
+  options.inherited_http_fds.clear();
+  options.inherited_https_fds.clear();
+  options.threads = threads;
   return std::unique_ptr<Edge>(std::make_unique<proxy::EdgeImpl>(options, std::move(http), port,
                                                                  std::move(https), https_port));
 }

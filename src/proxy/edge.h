@@ -29,6 +29,15 @@
 // upstream connection dies before any response byte is retried: on a fresh connection
 // when the dead one came from the pool, else on another replica.
 //
+// Handing over to another process (an upgrade without a dropped connection): the old
+// edge gives dups of its listening sockets (DuplicateListeners) to the new one, which is
+// created with them (EdgeOptions::inherited_*) and starts accepting on the very same
+// sockets, so connections waiting in their accept queues are taken by one process or the
+// other, never lost. The old edge then Drain()s: it stops accepting, answers every further
+// request with "Connection: close", closes keep-alive connections that stay idle past
+// drain_idle_grace, and lets requests in flight finish; OpenConnections() says when it is
+// done.
+//
 // Thread-safety: Swap() and Metrics() may be called from any thread while traffic flows;
 // the hot path takes no lock (a request reads one atomic version number; each thread
 // re-fetches the shared_ptr to the new table once per Swap).
@@ -160,6 +169,20 @@ struct EdgeOptions {
   // Called once per finished request from the edge's threads (must be thread-safe).
   // Unset: no entry is built.
   std::function<void(const AccessLogEntry&)> access_log;
+  // Listening TCP sockets to serve on instead of binding new ones (a takeover, see
+  // above): the Edge owns them from Create() on, also when it fails. Their bound address
+  // and port replace listen_address/port (https_address/https_port); threads beyond
+  // their number get new sockets bound to the same address with SO_REUSEPORT.
+  std::vector<int> inherited_http_fds;
+  std::vector<int> inherited_https_fds;
+  // While draining, how long a keep-alive connection may wait for its next request.
+  std::chrono::milliseconds drain_idle_grace{1000};
+};
+
+// Dups of an edge's listening sockets (close-on-exec), owned by the caller.
+struct ListenerFds {
+  std::vector<int> http;
+  std::vector<int> https;
 };
 
 class Edge {
@@ -184,6 +207,17 @@ class Edge {
   virtual std::vector<RouteMetrics> Metrics() const = 0;
   // Every replica address the edge knows, with its in-flight count.
   virtual std::vector<UpstreamLoad> UpstreamLoads() const = 0;
+
+  // Dups of the listening sockets, for a new edge process to serve on. Errors:
+  // kFailedPrecondition before Start() or once draining or stopped; the errno of dup.
+  virtual Result<ListenerFds> DuplicateListeners() = 0;
+  // Stops accepting (closes this edge's listening sockets: one shared with another
+  // process keeps listening there), answers with "Connection: close" from now on, and
+  // closes keep-alive connections idle for drain_idle_grace. Requests in flight go on.
+  // Idempotent; Stop() still has to be called (it cuts whatever is left).
+  virtual void Drain() = 0;
+  // Client connections accepted and not yet closed (in flight or idle).
+  virtual int OpenConnections() const = 0;
 };
 
 }  // namespace slipway

@@ -16,9 +16,14 @@
 // does not make it fail: both then share the port, which is how a new edge process takes
 // over from an old one before the old one stops accepting.
 //
+// A takeover hands these very sockets (dups of them) to the new process instead, so the
+// accept queues live on while either process accepts (see edge.h); a worker may then hold
+// several sockets per listener when the new edge runs fewer threads than the old one.
+//
 // Each io_context runs with BOOST_ASIO_CONCURRENCY_HINT_UNSAFE (no locking in asio): no
-// other thread ever calls into it once its thread runs. Stop() therefore only writes to
-// an eventfd that the worker watches; the worker stops its own io_context. The threads
+// other thread ever calls into it once its thread runs. Stop() and Drain() therefore only
+// write to an eventfd that the worker watches; the worker stops its own io_context (or
+// closes its own acceptors and cuts its idle connections' deadlines). The threads
 // are joined, then the io_contexts are destroyed, which destroys each suspended
 // connection coroutine and closes its sockets.
 
@@ -47,10 +52,12 @@ struct ListenSocket {
 
 class Worker {
  public:
-  // Takes ownership of the sockets (https.fd -1: no HTTPS). `sni_context` is null without
-  // HTTPS and outlives the worker.
-  Worker(const EdgeOptions& options, const RouteSlot& slot, int index, ListenSocket http,
-         ListenSocket https, boost::asio::ssl::context* sni_context, int https_port);
+  // Takes ownership of the sockets (`https` empty: no HTTPS). `sni_context` is null
+  // without HTTPS and outlives the worker; so do `draining` and `open_connections`.
+  Worker(const EdgeOptions& options, const RouteSlot& slot, int index,
+         std::vector<ListenSocket> http, std::vector<ListenSocket> https,
+         boost::asio::ssl::context* sni_context, int https_port, const std::atomic<bool>& draining,
+         std::atomic<int>& open_connections);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -58,9 +65,11 @@ class Worker {
   void Start();  // starts the thread
   void Stop();   // asks the thread to stop its io_context; Join() waits for the thread
   void Join();
+  void Drain();  // asks the thread to close its acceptors and cut idle connections short
 
  private:
   Task<void> AcceptLoop(Acceptor& acceptor, bool tls);
+  Task<void> WaitForDrain();
   // Every kDeadlineTick: closes sockets whose deadline passed; every second: sweeps the pool.
   Task<void> SweepLoop();
   Task<void> WaitForStop();
@@ -68,9 +77,11 @@ class Worker {
   // Destroyed explicitly in ~Worker, io_context last but before the members connections
   // borrow (options, routes, pool, buffers).
   std::unique_ptr<boost::asio::io_context> ioc_;
-  int stop_fd_ = -1;  // eventfd: Stop() writes, WaitForStop() reads
-  std::unique_ptr<Acceptor> http_acceptor_;
-  std::unique_ptr<Acceptor> https_acceptor_;
+  int stop_fd_ = -1;   // eventfd: Stop() writes, WaitForStop() reads
+  int drain_fd_ = -1;  // eventfd: Drain() writes, WaitForDrain() reads
+  std::vector<std::unique_ptr<Acceptor>> http_acceptors_;
+  std::vector<std::unique_ptr<Acceptor>> https_acceptors_;
+  std::atomic<int>& open_connections_;
   boost::asio::ssl::context* sni_context_;
   DeadlineList deadlines_;
   RouteCache routes_;
@@ -95,6 +106,9 @@ class EdgeImpl final : public Edge {
   void Swap(std::shared_ptr<const RouteTable> table) override;
   std::vector<RouteMetrics> Metrics() const override;
   std::vector<UpstreamLoad> UpstreamLoads() const override;
+  Result<ListenerFds> DuplicateListeners() override;
+  void Drain() override;
+  int OpenConnections() const override { return open_connections_.load(); }
 
  private:
   void CloseSockets();
@@ -109,9 +123,14 @@ class EdgeImpl final : public Edge {
   UpstreamRegistry upstream_states_;
   StatsRegistry stats_;
   RouteSlot slot_;
-  std::mutex lifecycle_mu_;  // Start/Stop only, never the request path
+  std::atomic<bool> draining_{false};
+  std::atomic<int> open_connections_{0};
+  std::mutex lifecycle_mu_;  // Start/Stop/Drain/DuplicateListeners, never the request path
   bool started_ = false;
   bool stopped_ = false;
+  // The listening fds as handed to the workers (owned by them), for DuplicateListeners.
+  std::vector<int> serving_http_fds_;
+  std::vector<int> serving_https_fds_;
   std::vector<std::unique_ptr<Worker>> workers_;
 };
 

@@ -60,9 +60,24 @@ class Deadline {
   Deadline(const Deadline&) = delete;
   Deadline& operator=(const Deadline&) = delete;
 
-  void After(std::chrono::steady_clock::duration d) { at_ = CoarseNow() + d; }
-  void At(std::chrono::steady_clock::time_point at) { at_ = at; }
-  void Never() { at_ = std::chrono::steady_clock::time_point::max(); }
+  void After(std::chrono::steady_clock::duration d) {
+    at_ = CoarseNow() + d;
+    idle_ = false;
+  }
+  // The same for a connection waiting for its next request: DeadlineList::CutIdle() may
+  // bring it forward (an edge that drains closes idle keep-alive connections).
+  void IdleAfter(std::chrono::steady_clock::duration d) {
+    at_ = CoarseNow() + d;
+    idle_ = true;
+  }
+  void At(std::chrono::steady_clock::time_point at) {
+    at_ = at;
+    idle_ = false;
+  }
+  void Never() {
+    at_ = std::chrono::steady_clock::time_point::max();
+    idle_ = false;
+  }
   // True once the sweep closed the socket because the deadline passed.
   bool TimedOut() const { return fired_; }
 
@@ -72,6 +87,7 @@ class Deadline {
   Socket& socket_;
   std::chrono::steady_clock::time_point at_ = std::chrono::steady_clock::time_point::max();
   bool fired_ = false;
+  bool idle_ = false;
   Deadline* prev_ = nullptr;
   Deadline* next_ = nullptr;
 };
@@ -84,6 +100,8 @@ class DeadlineList {
 
   // Closes the socket of every deadline that passed.
   void Sweep(std::chrono::steady_clock::time_point now);
+  // Brings every idle deadline (Deadline::IdleAfter) that lies after `at` forward to `at`.
+  void CutIdle(std::chrono::steady_clock::time_point at);
   size_t size() const { return size_; }
 
  private:
@@ -118,6 +136,12 @@ inline void DeadlineList::Sweep(std::chrono::steady_clock::time_point now) {
       boost::system::error_code ignored;
       d->socket_.close(ignored);
     }
+  }
+}
+
+inline void DeadlineList::CutIdle(std::chrono::steady_clock::time_point at) {
+  for (Deadline* d = head_; d != nullptr; d = d->next_) {
+    if (d->idle_ && d->at_ > at) d->at_ = at;
   }
 }
 

@@ -120,4 +120,92 @@ std::string RouteMetricsToJson(const std::vector<RouteMetrics>& metrics) {
   return json{{"routes", routes}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+namespace {
+
+// Reads a JSON document; nlohmann throws only from the typed getters used below, which
+// the callers reach after checking the types.
+Result<json> ParseObject(const std::string& text, const char* what, const char* key) {
+  json doc = json::parse(text, nullptr, false);
+  if (doc.is_discarded() || !doc.is_object() || !doc.contains(key) || !doc[key].is_array()) {
+    return InvalidArgument(std::string(what) + ": expected {\"" + key + "\": [...]}");
+  }
+  return doc;
+}
+
+uint64_t Count(const json& j, const char* key) {
+  if (!j.is_object() || !j.contains(key)) return 0;
+  const json& v = j[key];
+  return v.is_number_unsigned() || v.is_number_integer() ? v.get<uint64_t>() : 0;
+}
+
+double Number(const json& j, const char* key) {
+  if (!j.is_object() || !j.contains(key) || !j[key].is_number()) return 0;
+  return j[key].get<double>();
+}
+
+std::string Text(const json& j, const char* key) {
+  if (!j.is_object() || !j.contains(key) || !j[key].is_string()) return "";
+  return j[key].get<std::string>();
+}
+
+}  // namespace
+
+Result<std::vector<RouteMetrics>> RouteMetricsFromJson(const std::string& text) {
+  ASSIGN_OR_RETURN(json doc, ParseObject(text, "route metrics", "routes"));
+  std::vector<RouteMetrics> out;
+  for (const json& r : doc["routes"]) {
+    if (!r.is_object()) return InvalidArgument("route metrics: each route must be an object");
+    RouteMetrics m;
+    m.host = Text(r, "host");
+    m.path_prefix = Text(r, "path_prefix");
+    m.service_label = Text(r, "service");
+    m.requests = Count(r, "requests");
+    if (r.contains("status")) {
+      const json& st = r["status"];
+      const char* keys[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+      for (size_t i = 0; i < 5; ++i) m.status_classes[i] = Count(st, keys[i]);
+    }
+    m.bytes_in = Count(r, "bytes_in");
+    m.bytes_out = Count(r, "bytes_out");
+    if (r.contains("latency_ms") && r["latency_ms"].is_object()) {
+      const json& l = r["latency_ms"];
+      m.p50_ms = Number(l, "p50");
+      m.p95_ms = Number(l, "p95");
+      m.p99_ms = Number(l, "p99");
+      if (l.contains("buckets") && l["buckets"].is_array()) {
+        for (const json& b : l["buckets"]) {
+          if (!b.is_array() || b.size() != 2 || !b[0].is_number() || !b[1].is_number()) {
+            return InvalidArgument("route metrics: a latency bucket must be [upper_ms, count]");
+          }
+          m.latency.push_back(LatencyBucket{b[0].get<double>(), b[1].get<uint64_t>()});
+        }
+      }
+    }
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+std::string UpstreamLoadsToJson(const std::vector<UpstreamLoad>& loads) {
+  json list = json::array();
+  for (const UpstreamLoad& u : loads) {
+    list.push_back({{"address", u.address}, {"port", u.port}, {"in_flight", u.in_flight}});
+  }
+  return json{{"upstreams", list}}.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+Result<std::vector<UpstreamLoad>> UpstreamLoadsFromJson(const std::string& text) {
+  ASSIGN_OR_RETURN(json doc, ParseObject(text, "upstream loads", "upstreams"));
+  std::vector<UpstreamLoad> out;
+  for (const json& u : doc["upstreams"]) {
+    if (!u.is_object() || !u.contains("port") || !u["port"].is_number_integer() ||
+        !u.contains("in_flight") || !u["in_flight"].is_number_integer()) {
+      return InvalidArgument("upstream loads: each needs an integer \"port\" and \"in_flight\"");
+    }
+    out.push_back(
+        UpstreamLoad{Text(u, "address"), u["port"].get<int>(), u["in_flight"].get<int>()});
+  }
+  return out;
+}
+
 }  // namespace slipway

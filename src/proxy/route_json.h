@@ -13,7 +13,8 @@
 // "least_connections", "max_body_bytes": 0 = the edge's default, negative = no limit).
 // Every Route field has a JSON key; keep these functions in step with edge.h.
 //
-// Also the metrics snapshot as JSON, for the control API's metrics endpoint.
+// Also the metrics snapshot and the in-flight counts per replica as JSON, for the edge's
+// control socket.
 
 #include <string>
 #include <vector>
@@ -32,5 +33,11 @@ Result<RouteTable> RouteTableFromJson(const std::string& json);
 //   "bytes_out": N, "latency_ms": {"p50": x, "p95": x, "p99": x,
 //   "buckets": [[upper_ms, count], ...]}}]}
 std::string RouteMetricsToJson(const std::vector<RouteMetrics>& metrics);
+// The inverse (p50/p95/p99 and the buckets as sent). kInvalidArgument for malformed input.
+Result<std::vector<RouteMetrics>> RouteMetricsFromJson(const std::string& json);
+
+// {"upstreams": [{"address": "127.0.0.1", "port": 9000, "in_flight": 2}]}
+std::string UpstreamLoadsToJson(const std::vector<UpstreamLoad>& loads);
+Result<std::vector<UpstreamLoad>> UpstreamLoadsFromJson(const std::string& json);
 
 }  // namespace slipway

@@ -137,5 +137,49 @@ TEST(AccessLogTest, OneJsonObjectPerLine) {
   EXPECT_FALSE(doc.contains("note"));
 }
 
+TEST(RouteMetricsJsonTest, RoundTripsWhatTheEdgeSendsTheServer) {
+  RouteMetrics m;
+  m.host = "api.demo.localhost";
+  m.path_prefix = "/v1";
+  m.service_label = "demo/api";
+  m.requests = 12;
+  m.status_classes = {0, 9, 1, 1, 1};
+  m.bytes_in = 100;
+  m.bytes_out = 2000;
+  m.p50_ms = 1.5;
+  m.p95_ms = 8;
+  m.p99_ms = 16;
+  m.latency = {{2.0, 10}, {16.0, 2}};
+  auto back = RouteMetricsFromJson(RouteMetricsToJson({m}));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_EQ(back->size(), 1u);
+  const RouteMetrics& r = (*back)[0];
+  EXPECT_EQ(r.host, m.host);
+  EXPECT_EQ(r.path_prefix, m.path_prefix);
+  EXPECT_EQ(r.service_label, m.service_label);
+  EXPECT_EQ(r.requests, 12u);
+  EXPECT_EQ(r.status_classes, m.status_classes);
+  EXPECT_EQ(r.bytes_out, 2000u);
+  EXPECT_EQ(r.p95_ms, 8);
+  ASSERT_EQ(r.latency.size(), 2u);
+  EXPECT_EQ(r.latency[1].upper_ms, 16.0);
+  EXPECT_EQ(r.latency[1].count, 2u);
+
+  EXPECT_FALSE(RouteMetricsFromJson("{\"routes\": 3}").ok());
+  EXPECT_FALSE(RouteMetricsFromJson(R"({"routes": [{"latency_ms": {"buckets": [[1]]}}]})").ok());
+}
+
+TEST(UpstreamLoadsJsonTest, RoundTripsAndRejectsMissingCounts) {
+  auto back = UpstreamLoadsFromJson(UpstreamLoadsToJson({{"127.0.0.1", 9000, 3}}));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_EQ(back->size(), 1u);
+  EXPECT_EQ((*back)[0].address, "127.0.0.1");
+  EXPECT_EQ((*back)[0].port, 9000);
+  EXPECT_EQ((*back)[0].in_flight, 3);
+  auto bad = UpstreamLoadsFromJson(R"({"upstreams": [{"port": 9000}]})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("in_flight"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace slipway
