@@ -221,7 +221,7 @@ class ApiServerImpl final : public ApiServer {
     domain_hook_ = std::move(hook);
   }
 
-  void AddInfoSource(const std::string& name, std::function<json()> source) override {
+  void AddInfoSource(const std::string& name, std::function<Result<json>()> source) override {
     info_sources_[name] = std::move(source);
   }
 
@@ -423,7 +423,11 @@ class ApiServerImpl final : public ApiServer {
     }
     if (s.size() == 3 && s[1] == "deployments") return GetDeployment(s[2], t);
     if (s.size() == 2 && s[1] == "projects") return ListProjects();
-    if (s.size() == 2 && info_sources_.count(s[1])) return Reply{200, info_sources_[s[1]]()};
+    if (s.size() == 2 && info_sources_.count(s[1])) {
+      auto info = info_sources_[s[1]]();
+      if (!info.ok()) return Error(info.status());
+      return Reply{200, std::move(*info)};
+    }
     if (s.size() == 4 && s[1] == "projects") {
       if (s[3] == "status") return ProjectStatus(s[2], t);
       if (s[3] == "deployments") return ListDeployments(s[2], t);
@@ -732,7 +736,7 @@ class ApiServerImpl final : public ApiServer {
   int listen_fd_;
   int port_;
   std::function<Status(const DomainRecord&, bool added)> domain_hook_;
-  std::map<std::string, std::function<json()>> info_sources_;
+  std::map<std::string, std::function<Result<json>()>> info_sources_;
   std::thread acceptor_;
   std::atomic<bool> stopping_{false};
   std::mutex mu_;

@@ -65,8 +65,10 @@ class ApiServer {
   // daemon can check and load its certificate; an error refuses the domain. Set before
   // Start().
   virtual void SetDomainHook(std::function<Status(const DomainRecord&, bool added)> hook) = 0;
-  // Serves GET /v1/<name> (e.g. "metrics", "certs") from `source`. Set before Start().
-  virtual void AddInfoSource(const std::string& name, std::function<nlohmann::json()> source) = 0;
+  // Serves GET /v1/<name> (e.g. "metrics", "certs") from `source` (which may ask another
+  // process, e.g. the edge); an error is answered like any other. Set before Start().
+  virtual void AddInfoSource(const std::string& name,
+                             std::function<Result<nlohmann::json>()> source) = 0;
 };
 
 }  // namespace slipway

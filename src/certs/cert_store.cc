@@ -536,6 +536,7 @@ std::vector<CertificateInfo> CertStore::List() const {
 struct ChallengeStore::Impl {
   mutable std::shared_mutex mu;
   std::map<std::string, std::string, std::less<>> answers;
+  Listener listener;
 };
 
 ChallengeStore::ChallengeStore() : impl_(std::make_unique<Impl>()) {}
@@ -549,15 +550,23 @@ std::optional<std::string> ChallengeStore::KeyAuthorization(std::string_view tok
 }
 
 void ChallengeStore::Put(std::string token, std::string key_authorization) {
-  std::unique_lock lock(impl_->mu);
-  impl_->answers[std::move(token)] = std::move(key_authorization);
+  {
+    std::unique_lock lock(impl_->mu);
+    impl_->answers[token] = key_authorization;
+  }
+  if (impl_->listener) impl_->listener(token, key_authorization);
 }
 
 void ChallengeStore::Remove(std::string_view token) {
-  std::unique_lock lock(impl_->mu);
-  auto it = impl_->answers.find(token);
-  if (it != impl_->answers.end()) impl_->answers.erase(it);
+  {
+    std::unique_lock lock(impl_->mu);
+    auto it = impl_->answers.find(token);
+    if (it != impl_->answers.end()) impl_->answers.erase(it);
+  }
+  if (impl_->listener) impl_->listener(std::string(token), std::nullopt);
 }
+
+void ChallengeStore::SetListener(Listener listener) { impl_->listener = std::move(listener); }
 
 size_t ChallengeStore::size() const {
   std::shared_lock lock(impl_->mu);

@@ -149,6 +149,13 @@ class ChallengeStore final : public AcmeChallengeSource {
   void Put(std::string token, std::string key_authorization);
   void Remove(std::string_view token);
   size_t size() const;
+  // Called after every Put (with the answer) and Remove (with nullopt), on the caller's
+  // thread and outside the store's lock, before Put/Remove return: e.g. to publish the
+  // answer to an edge in another process before the CA is told to check it. Set before
+  // the store is used.
+  using Listener = std::function<void(const std::string& token,
+                                      const std::optional<std::string>& key_authorization)>;
+  void SetListener(Listener listener);
 
  private:
   struct Impl;
