@@ -448,10 +448,19 @@ int RunCli(int argc, char** argv) {
   server->add_option("--edge-threads", server_opts.edge_threads, "Edge proxy threads [1]");
 
   EdgeCommandOptions edge_opts;
-  auto* edge = app.add_subcommand("edge", "Run the edge proxy alone with a routing table file");
+  auto* edge = app.add_subcommand(
+      "edge",
+      "Run the edge proxy (the data plane `slipway server` starts, or alone with --routes)");
   edge->add_option("--http", edge_opts.http, "Listen address [:8080]");
-  edge->add_option("--routes", edge_opts.routes_file, "Routing table (JSON)")->required();
+  edge->add_option("--https", edge_opts.https, "HTTPS listen address, e.g. :8443");
+  edge->add_option("--home", edge_opts.home, "Data dir [$SLIPWAY_HOME or ~/.slipway]");
+  edge->add_option("--routes", edge_opts.routes_file,
+                   "Serve this routing table (JSON) alone, without a server");
   edge->add_option("--threads", edge_opts.threads, "Event-loop threads [1]");
+  edge->add_flag("!--no-access-log", edge_opts.access_log,
+                 "Do not write <data dir>/logs/access.log");
+  edge->add_flag("--takeover", edge_opts.takeover,
+                 "Take the listening sockets over from the running edge (an upgrade)");
 
   UpOptions up_opts;
   auto* up = app.add_subcommand("up", "Build and deploy an app directory");

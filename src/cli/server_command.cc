@@ -14,6 +14,7 @@
 #include "certs/certs.h"
 #include "cli/api_client.h"
 #include "cli/cli_util.h"
+#include "cli/edge_link.h"
 #include "common/clock.h"
 #include "common/fs.h"
 #include "deploy/engine.h"
@@ -24,52 +25,6 @@
 namespace slipway {
 
 namespace {
-
-// The access log: one JSON line per request, appended by the edge's threads under a
-// short lock, flushed once a second and rotated at 64 MiB (one old file kept).
-class AccessLogFile {
- public:
-  explicit AccessLogFile(std::string path) : path_(std::move(path)) {
-    file_ = std::fopen(path_.c_str(), "a");
-    flusher_ = std::thread([this] {
-      std::unique_lock<std::mutex> lock(mu_);
-      while (!stopping_) {
-        cv_.wait_for(lock, std::chrono::seconds(1));
-        if (file_ != nullptr) std::fflush(file_);
-      }
-    });
-  }
-  ~AccessLogFile() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_all();
-    flusher_.join();
-    if (file_ != nullptr) std::fclose(file_);
-  }
-
-  void Write(const AccessLogEntry& entry) {
-    std::string line = FormatAccessLogLine(entry);
-    line.push_back('\n');
-    std::lock_guard<std::mutex> lock(mu_);
-    if (file_ == nullptr) return;
-    std::fwrite(line.data(), 1, line.size(), file_);
-    if (std::ftell(file_) > (64L << 20)) {
-      std::fclose(file_);
-      std::rename(path_.c_str(), (path_ + ".1").c_str());
-      file_ = std::fopen(path_.c_str(), "a");
-    }
-  }
-
- private:
-  std::string path_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  FILE* file_ = nullptr;
-  bool stopping_ = false;
-  std::thread flusher_;
-};
 
 nlohmann::json MetricsJson(const std::vector<RouteMetrics>& metrics) {
   nlohmann::json routes = nlohmann::json::array();
@@ -92,28 +47,13 @@ nlohmann::json MetricsJson(const std::vector<RouteMetrics>& metrics) {
   return nlohmann::json{{"routes", routes}};
 }
 
-nlohmann::json CertsJson(const CertStore& certs) {
-  nlohmann::json list = nlohmann::json::array();
-  for (const auto& c : certs.List()) {
-    auto expires =
-        std::chrono::duration_cast<std::chrono::milliseconds>(c.not_after.time_since_epoch())
-            .count();
-    list.push_back({{"name", c.name},
-                    {"source", CertSourceName(c.source)},
-                    {"issuer", c.issuer},
-                    {"expires_at", expires},
-                    {"cert_path", c.cert_path}});
-  }
-  return nlohmann::json{{"ca_path", certs.CaCertificatePath()},
-                        {"instructions", certs.TrustInstructions()},
-                        {"certificates", list}};
-}
-
 // Obtains and renews ACME certificates for the domains added with --acme, on a
 // thread of its own: at start, when a domain is added, and twice a day.
 class AcmeRenewer {
  public:
-  AcmeRenewer(AcmeClient& client, Store& store) : client_(client), store_(store) {
+  // `installed` runs after each certificate obtained or renewed (the edge reloads).
+  AcmeRenewer(AcmeClient& client, Store& store, std::function<void()> installed)
+      : client_(client), store_(store), installed_(std::move(installed)) {
     thread_ = std::thread([this] { Loop(); });
   }
   ~AcmeRenewer() {
@@ -143,6 +83,8 @@ class AcmeRenewer {
           auto cert = client_.EnsureCertificate(d.host);
           if (!cert.ok()) {
             spdlog::error("{}", cert.status().message());
+          } else if (installed_) {
+            installed_();
           }
         }
       }
@@ -154,6 +96,7 @@ class AcmeRenewer {
 
   AcmeClient& client_;
   Store& store_;
+  std::function<void()> installed_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
@@ -208,31 +151,38 @@ int RunServer(const ServerOptions& options) {
   auto store = Store::Open(home + "/state.db", clock);
   if (!store.ok()) return PrintError(store.status());
 
-  // Certificates: the local CA issues for *.localhost and the configured domains only,
-  // so a client cannot make it sign any name it sends.
-  Store* store_ptr = store->get();
+  // Certificates: this process adds user certificates and obtains ACME ones into
+  // <home>/certs; the edge serves them (and issues local-CA leaves) from the same dir.
   CertStoreOptions cert_options;
   cert_options.dir = home + "/certs";
-  cert_options.local_ca_allows = [store_ptr](std::string_view name) {
-    if (name == "localhost" ||
-        (name.size() > 10 && name.substr(name.size() - 10) == ".localhost")) {
-      return true;
-    }
-    auto domains = store_ptr->ListDomains(0);
-    if (!domains.ok()) return false;
-    for (const auto& d : *domains) {
-      if (d.host == name) return true;
-      if (d.host.rfind("*.", 0) == 0) {
-        std::string_view suffix = std::string_view(d.host).substr(1);  // ".example.com"
-        auto dot = name.find('.');
-        if (dot != std::string_view::npos && name.substr(dot) == suffix) return true;
-      }
-    }
-    return false;
-  };
   auto certs = CertStore::Open(cert_options);
   if (!certs.ok()) return PrintError(certs.status());
+
+  // The data plane: the edge runs in a process of its own, found again (or replaced by
+  // a newer binary's) when this server starts, and left running on SIGTERM.
+  EdgeLinkOptions link_options;
+  link_options.home = home;
+  link_options.exe = SelfExe();
+  link_options.http_address = http_host;
+  link_options.http_port = http_port;
+  if (https_port >= 0) {
+    link_options.https_address = https_host;
+    link_options.https_port = https_port;
+  }
+  link_options.threads = std::max(1, options.edge_threads);
+  link_options.access_log = options.access_log;
+  auto link = EdgeLink::Start(link_options);
+  if (!link.ok()) return PrintError(link.status());
+  EdgeLink* edge = link->get();
+
+  // ACME answers are published to the edge before the CA is asked to check them.
   ChallengeStore challenges;
+  challenges.SetListener(
+      [edge](const std::string& token, const std::optional<std::string>& key_authorization) {
+        if (Status st = edge->SetChallenge(token, key_authorization); !st.ok()) {
+          spdlog::error("ACME challenge {}: {}", token, st.message());
+        }
+      });
   std::unique_ptr<AcmeClient> acme;
   if (!options.acme_directory.empty()) {
     AcmeOptions acme_options;
@@ -244,44 +194,16 @@ int RunServer(const ServerOptions& options) {
     acme = std::move(*client);
   }
 
-  std::unique_ptr<AccessLogFile> access_log;
-  if (options.access_log) {
-    if (Status st = MakeDirs(home + "/logs"); !st.ok()) return PrintError(st);
-    access_log = std::make_unique<AccessLogFile>(home + "/logs/access.log");
-  }
-
-  EdgeOptions edge_options;
-  edge_options.listen_address = http_host;
-  edge_options.port = http_port;
-  edge_options.threads = std::max(1, options.edge_threads);
-  edge_options.acme = &challenges;
-  if (https_port >= 0) {
-    edge_options.https_address = https_host;
-    edge_options.https_port = https_port;
-    edge_options.tls = certs->get();
-  }
-  if (access_log) {
-    AccessLogFile* log = access_log.get();
-    edge_options.access_log = [log](const AccessLogEntry& entry) { log->Write(entry); };
-  }
-  auto edge = Edge::Create(edge_options);
-  if (!edge.ok()) return PrintError(edge.status());
-  (*edge)->Start();
-
   Supervisor supervisor(SelfExe(), clock);
   EngineOptions engine_options;
   engine_options.home = home;
-  engine_options.edge_port = (*edge)->port();
+  engine_options.edge_port = edge->http_port();
   engine_options.redirect_to_https = options.redirect_https;
-  Edge* edge_ptr = edge->get();
-  engine_options.edge_stats = [edge_ptr]() -> Result<EdgeStats> {
-    return EdgeStats{edge_ptr->Metrics(), edge_ptr->UpstreamLoads()};
-  };
+  engine_options.edge_stats = [edge]() { return edge->Stats(); };
   auto engine = DeployEngine::Create(
       **store, supervisor, clock,
-      [edge_ptr](std::shared_ptr<const RouteTable> table) {
-        edge_ptr->Swap(std::move(table));
-        return Status::Ok();
+      [edge](std::shared_ptr<const RouteTable> table) {
+        return edge->PublishRoutes(std::move(table));
       },
       engine_options);
   if (!engine.ok()) return PrintError(engine.status());
@@ -297,16 +219,26 @@ int RunServer(const ServerOptions& options) {
   auto api = ApiServer::Create(api_options, **store, **engine);
   if (!api.ok()) {
     (*engine)->Shutdown(false);
-    (*edge)->Stop();
     return PrintError(api.status());
   }
   std::unique_ptr<AcmeRenewer> renewer;
-  if (acme) renewer = std::make_unique<AcmeRenewer>(*acme, **store);
+  if (acme) {
+    renewer = std::make_unique<AcmeRenewer>(*acme, **store, [edge] {
+      if (Status st = edge->ReloadCerts(); !st.ok()) {
+        spdlog::error("the edge did not reload the new certificate: {}", st.message());
+      }
+    });
+  }
   CertStore* cert_store = certs->get();
   AcmeRenewer* renewer_ptr = renewer.get();
-  (*api)->SetDomainHook([cert_store, renewer_ptr](const DomainRecord& d, bool added) -> Status {
+  (*api)->SetDomainHook([cert_store, renewer_ptr, edge](const DomainRecord& d,
+                                                        bool added) -> Status {
     if (!added) {
-      (void)cert_store->RemoveUserCertificate(d.host);
+      if (cert_store->RemoveUserCertificate(d.host).ok()) {
+        if (Status st = edge->ReloadCerts(); !st.ok()) {
+          spdlog::error("the edge did not drop the certificate of {}: {}", d.host, st.message());
+        }
+      }
       return Status::Ok();
     }
     if (d.acme && renewer_ptr == nullptr) {
@@ -314,23 +246,31 @@ int RunServer(const ServerOptions& options) {
     }
     if (!d.cert_path.empty()) {
       RETURN_IF_ERROR(cert_store->AddUserCertificate(d.host, d.cert_path, d.key_path));
+      RETURN_IF_ERROR(edge->ReloadCerts().WithContext(
+          "the certificate for " + d.host + " is installed, but the edge did not load it"));
     }
     if (d.acme) renewer_ptr->Kick();
     return Status::Ok();
   });
-  (*api)->AddInfoSource("metrics", [edge_ptr] { return MetricsJson(edge_ptr->Metrics()); });
-  (*api)->AddInfoSource("certs", [cert_store] { return CertsJson(*cert_store); });
+  (*api)->AddInfoSource("metrics", [edge]() -> Result<nlohmann::json> {
+    ASSIGN_OR_RETURN(EdgeStats stats, edge->Stats());
+    return MetricsJson(stats.routes);
+  });
+  (*api)->AddInfoSource("certs", [edge] { return edge->Certs(); });
   (*api)->Start();
 
   std::printf("Slipway is running (data in %s)\n", home.c_str());
   std::printf("  control API  http://%s:%d\n", api_host.c_str(), (*api)->port());
-  std::printf("  apps         http://<service>.<project>.localhost:%d\n", (*edge)->port());
-  if ((*edge)->https_port() >= 0) {
+  std::printf("  apps         http://<service>.<project>.localhost:%d\n", edge->http_port());
+  if (edge->https_port() >= 0) {
     std::printf("  https        https://<service>.<project>.localhost:%d (local CA: %s)\n",
-                (*edge)->https_port(), (*certs)->CaCertificatePath().c_str());
+                edge->https_port(), (*certs)->CaCertificatePath().c_str());
   }
+  std::printf("  edge         pid %d, log %s/logs/edge.log\n", static_cast<int>(edge->edge_pid()),
+              home.c_str());
   std::printf(
-      "Deploy an app with `slipway up` in its directory. Ctrl-C stops Slipway and its apps.\n");
+      "Deploy an app with `slipway up` in its directory. Ctrl-C stops Slipway, its edge and its "
+      "apps;\nSIGTERM stops this server only (the edge and the apps serve on for the next one).\n");
   std::fflush(stdout);
 
   int sig = 0;
@@ -340,11 +280,14 @@ int RunServer(const ServerOptions& options) {
   }
   bool stop_apps = sig == SIGINT;
   spdlog::info("{}: stopping{}", sig == SIGINT ? "SIGINT" : "SIGTERM",
-               stop_apps ? " Slipway and its apps" : "; apps keep running for the next start");
+               stop_apps ? " Slipway, its edge and its apps"
+                         : "; the edge and the apps keep running for the next start");
   (*api)->Stop();
   renewer.reset();
   (*engine)->Shutdown(stop_apps);
-  (*edge)->Stop();
+  if (stop_apps) {
+    if (Status st = edge->StopEdge(); !st.ok()) spdlog::error("{}", st.message());
+  }
   return 0;
 }
 

@@ -1,11 +1,14 @@
 #pragma once
 
-// `slipway server`: composes the store, edge, supervisor, deploy engine and control
-// API into the daemon and runs it in the foreground until a signal.
+// `slipway server`: composes the store, supervisor, deploy engine and control API into
+// the daemon (the control plane) and runs it in the foreground until a signal. The edge
+// proxy (the data plane) is a `slipway edge` process of its own that the server finds
+// or starts and then feeds (cli/edge_link.h).
 //
-// SIGINT (Ctrl-C) stops the apps with the daemon. SIGTERM (what a service manager
-// or an upgrade sends) leaves the apps running under their shims: the next
-// `slipway server` re-adopts them.
+// SIGINT (Ctrl-C) stops the apps and the edge with the daemon. SIGTERM (what a service
+// manager or an upgrade sends) leaves the edge serving and the apps running under their
+// shims: the next `slipway server` uses the edge (or hands its sockets to a new binary's
+// edge) and re-adopts the apps.
 
 #include <string>
 

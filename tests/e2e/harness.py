@@ -4,9 +4,10 @@ Each `Slipway` owns a temp directory holding its data dir (SLIPWAY_HOME), the co
 of the apps it deploys and the server's log. It starts `slipway server` on two free
 127.0.0.1 ports (control API and edge HTTP), runs CLI commands against it and sends
 requests through the edge with a chosen Host header. `cleanup()` always leaves
-nothing behind: it stops the server, kills every process group the supervisor
-recorded under SLIPWAY_HOME/run/ and any other process still working for this data
-dir, then deletes the temp directory.
+nothing behind: it stops the server, stops the edge process the server started
+(SLIPWAY_HOME/run/edge.pid), kills every process group the supervisor recorded under
+SLIPWAY_HOME/run/ and any other process still working for this data dir, then deletes
+the temp directory.
 
 Python 3 standard library only. SLIPWAY_BIN names the binary under test.
 """
@@ -160,20 +161,24 @@ class Slipway:
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.server_log_path = os.path.join(self.root, "server.log")
         self.server = None
+        self.bins = {self.bin}  # every slipway binary a server of this instance ran
         self._cleaned = False
         _LIVE.add(self)
 
     # --- server lifecycle ------------------------------------------------------------
 
-    def start(self):
-        """Starts the server and returns once GET /v1/health answers."""
+    def start(self, bin=None):
+        """Starts the server (of `bin`, default SLIPWAY_BIN) and returns once GET
+        /v1/health answers."""
         assert self.server is None or self.server.poll() is not None, "server already running"
+        bin = os.path.abspath(bin) if bin else self.bin
+        self.bins.add(bin)
         log = open(self.server_log_path, "ab")
         log.write(f"\n===== slipway server started at {time.strftime('%H:%M:%S')} =====\n".encode())
         log.flush()
         self.server = subprocess.Popen(
             [
-                self.bin,
+                bin,
                 "server",
                 "--api",
                 f"127.0.0.1:{self.api_port}",
@@ -238,6 +243,21 @@ class Slipway:
                 )
         return self.server.returncode
 
+    def terminate(self, timeout=60):
+        """SIGTERM (the server stops alone: edge and apps serve on); waits for the exit."""
+        assert self.running(), "server is not running"
+        self.server.send_signal(signal.SIGTERM)
+        try:
+            self.server.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+            self.server.wait()
+            raise AssertionError(
+                f"slipway server did not exit within {timeout}s of SIGTERM\n"
+                f"--- server log ---\n{self.server_log(80)}"
+            )
+        return self.server.returncode
+
     def kill9(self):
         """SIGKILL to the server process only (not its group): a crash."""
         assert self.running(), "server is not running"
@@ -249,6 +269,58 @@ class Slipway:
         if self.running():
             self.stop()
         return self.start()
+
+    # --- the edge process -------------------------------------------------------------
+
+    def edge_pid(self):
+        """The pid in SLIPWAY_HOME/run/edge.pid when that process is a live edge of this
+        data dir, else None."""
+        text = _read(os.path.join(self.home, "run", "edge.pid")) or ""
+        parts = text.split()
+        if not parts or not parts[0].isdigit():
+            return None
+        pid = int(parts[0])
+        if len(parts) >= 2 and parts[1].isdigit():
+            if not process_alive(pid, int(parts[1])):
+                return None
+        elif not process_alive(pid):
+            return None
+        return pid if self._is_our_edge(pid) else None
+
+    def _is_our_edge(self, pid):
+        """True for a `slipway edge --home <our home>` process."""
+        argv = [a.decode("utf-8", "replace") for a in (_read(f"/proc/{pid}/cmdline", "rb") or b"").split(b"\0")]
+        if "edge" not in argv[1:2]:
+            return False
+        if "--home" in argv and argv.index("--home") + 1 < len(argv):
+            return argv[argv.index("--home") + 1] == self.home
+        return self._is_ours(pid)
+
+    def edge_log(self, lines=40):
+        text = _read(os.path.join(self.home, "logs", "edge.log")) or ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _stop_edge(self, timeout=15):
+        """SIGTERM to the edge of this data dir (it drains and exits), SIGKILL past
+        `timeout`. Returns what was done, or None when no edge ran."""
+        pid = self.edge_pid()
+        if pid is None:
+            return None
+        start = _proc_stat(pid)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            return None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not (start and process_alive(pid, start[1])):
+                return f"edge {pid} stopped"
+            time.sleep(0.05)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        return f"edge {pid} killed"
 
     def server_log(self, lines=60):
         text = _read(self.server_log_path) or ""
@@ -375,13 +447,14 @@ class Slipway:
 
     def _is_slipway_process(self, pid):
         """True for a process of the slipway binary itself (server, shim, edge)."""
+        bins = {os.path.realpath(b) for b in self.bins}
         try:
-            if os.path.realpath(f"/proc/{pid}/exe") == os.path.realpath(self.bin):
+            if os.path.realpath(f"/proc/{pid}/exe") in bins:
                 return True
         except OSError:
             pass
         argv = (_read(f"/proc/{pid}/cmdline", "rb") or b"").split(b"\0")
-        return any(arg.decode("utf-8", "replace") == self.bin for arg in argv[:2])
+        return any(arg.decode("utf-8", "replace") in self.bins for arg in argv[:2])
 
     def live_app_groups(self):
         """Process groups of apps still running: every pgid of a live process of ours
@@ -470,6 +543,10 @@ class Slipway:
                     self.stop(timeout=30)
                 except AssertionError:
                     pass
+            # The edge outlives a server stopped with SIGTERM or killed: stop it too.
+            edge = self._stop_edge()
+            if edge and edge.endswith("killed"):
+                print(f"[harness] cleanup: {edge}", file=sys.stderr)
             killed = self._kill_leftovers()
             if killed:
                 print(f"[harness] cleanup killed leftovers: {', '.join(killed)}", file=sys.stderr)
