@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Demo: starts `slipway server` (data in $SLIPWAY_HOME, default ~/.slipway), deploys
 # examples/bytomorrow and keeps the server in the foreground until Ctrl-C, which stops
-# the server and the apps it runs.
+# the server, its edge process and the apps it runs.
 #
 # Usage: scripts/demo.sh [path/to/slipway]   (default: build/release/slipway)
 set -euo pipefail
@@ -58,6 +58,6 @@ else
   echo "  curl http://api.bytomorrow.localhost:8080/api/health"
   echo "  curl 'http://api.bytomorrow.localhost:8080/api/visualize/data?params=60M,1B&metric=loss'"
 fi
-echo "demo: Ctrl-C stops the server and its apps"
+echo "demo: Ctrl-C stops the server, its edge and its apps"
 wait "$server_pid" || true
 echo "demo: slipway server stopped" || true
