@@ -1,15 +1,17 @@
 """The edge is a process of its own: the server can stop, crash or be upgraded while the
 edge serves on, and an edge that dies comes back with the same routes."""
 
+import http.client
 import os
 import shutil
 import signal
+import socket
+import ssl
 import threading
-import http.client
 import time
 import unittest
 
-from harness import SlipwayTestCase, process_alive, wait_until
+from harness import SlipwayTestCase, free_ports, process_alive, wait_until
 
 HOST = "web.node-hello.localhost"
 
@@ -19,8 +21,9 @@ class Load:
     keep-alive connection (reconnecting when told to close), one opening a fresh
     connection per request. Every exception and every status but 200 is a failure."""
 
-    def __init__(self, port):
+    def __init__(self, port, tls_context=None):
         self.port = port
+        self.tls_context = tls_context  # HTTPS (SNI HOST) when set
         self.ok = 0
         self.failures = []
         self._lock = threading.Lock()
@@ -45,13 +48,23 @@ class Load:
             else:
                 self.failures.append(f"{kind} at {time.strftime('%H:%M:%S')}: {error}")
 
+    def _connection(self):
+        if self.tls_context is None:
+            return http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        # TLS for HOST (SNI and certificate check), over TCP to 127.0.0.1.
+        conn = http.client.HTTPSConnection(HOST, self.port, timeout=10, context=self.tls_context)
+        conn._create_connection = lambda _address, timeout=10, *rest: socket.create_connection(
+            ("127.0.0.1", self.port), timeout
+        )
+        return conn
+
     def _run(self, keep_alive):
-        kind = "keep-alive" if keep_alive else "fresh"
+        kind = ("https " if self.tls_context else "") + ("keep-alive" if keep_alive else "fresh")
         conn = None
         while not self._stop.is_set():
             try:
                 if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                    conn = self._connection()
                 conn.request("GET", "/", headers={"Host": HOST})
                 response = conn.getresponse()
                 body = response.read()
@@ -204,6 +217,60 @@ class EdgeProcessTest(SlipwayTestCase):
         status, body = self.slipway.http_get(HOST)
         self.assertEqual(status, 200, body)
         self.assertIn("hello from node", body)
+
+    def test_other_addresses_replace_the_edge(self):
+        self.deploy()
+        old_edge = self.edge_pid()
+        old_port = self.slipway.http_port
+
+        self.slipway.terminate()
+        self.slipway.http_port = free_ports(1)[0]
+        self.slipway.start()
+
+        new_edge = self.edge_pid()
+        self.assertNotEqual(new_edge, old_edge)
+        self.assertFalse(process_alive(old_edge), "the edge on the old address still runs")
+        self.assertIn(f"listens on http 127.0.0.1:{old_port}", self.slipway.server_log(100))
+        self.assertEqual(self.slipway.http_get(HOST)[0], 200)
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", old_port), timeout=5).close()
+
+
+class EdgeProcessHttpsTest(SlipwayTestCase):
+    server_per_test = True
+    https = True
+
+    def test_upgrade_hands_over_the_https_listener_too(self):
+        app = self.slipway.copy_app("node-hello")
+        self.assertDeployed(self.slipway.up(app), "web", "node-hello")
+        old_edge = self.slipway.edge_pid()
+        self.assertIsNotNone(old_edge)
+        new_bin = os.path.join(self.slipway.root, "slipway-upgraded")
+        shutil.copy2(self.slipway.bin, new_bin)
+        context = ssl.create_default_context(
+            cafile=os.path.join(self.slipway.home, "certs", "ca.pem")
+        )
+
+        with Load(self.slipway.https_port, context) as tls_load, Load(
+            self.slipway.http_port
+        ) as plain_load:
+            tls_load.wait_for_more()
+            self.slipway.terminate()
+            self.slipway.start(bin=new_bin)
+            wait_until(
+                lambda: self.slipway.edge_pid() not in (None, old_edge), 30, "a new edge"
+            )
+            wait_until(lambda: not process_alive(old_edge), 60, "the old edge to exit")
+            tls_load.wait_for_more()
+            plain_load.wait_for_more()
+        for load, what in ((tls_load, "HTTPS"), (plain_load, "HTTP")):
+            self.assertGreater(load.ok, 0)
+            self.assertEqual(
+                load.failures,
+                [],
+                f"{what} requests failed during the takeover\n"
+                f"--- edge log ---\n{self.slipway.edge_log()}",
+            )
 
 
 if __name__ == "__main__":
