@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "api/api_server.h"
@@ -64,10 +65,12 @@ class AcmeRenewer {
     cv_.notify_all();
     thread_.join();
   }
-  void Kick() {
+  // Obtains a certificate for `host` now. The domain hook runs before the domain is
+  // stored, so the host is named here rather than looked up in the store.
+  void Kick(const std::string& host) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      kicked_ = true;
+      pending_.insert(host);
     }
     cv_.notify_all();
   }
@@ -76,21 +79,24 @@ class AcmeRenewer {
   void Loop() {
     std::unique_lock<std::mutex> lock(mu_);
     while (!stopping_) {
+      std::set<std::string> hosts;
+      hosts.swap(pending_);
       lock.unlock();
       if (auto domains = store_.ListDomains(0); domains.ok()) {
         for (const auto& d : *domains) {
-          if (!d.acme) continue;
-          auto cert = client_.EnsureCertificate(d.host);
-          if (!cert.ok()) {
-            spdlog::error("{}", cert.status().message());
-          } else if (installed_) {
-            installed_();
-          }
+          if (d.acme) hosts.insert(d.host);
+        }
+      }
+      for (const auto& host : hosts) {
+        auto cert = client_.EnsureCertificate(host);
+        if (!cert.ok()) {
+          spdlog::error("{}", cert.status().message());
+        } else if (installed_) {
+          installed_();
         }
       }
       lock.lock();
-      cv_.wait_for(lock, std::chrono::hours(12), [this] { return stopping_ || kicked_; });
-      kicked_ = false;
+      cv_.wait_for(lock, std::chrono::hours(12), [this] { return stopping_ || !pending_.empty(); });
     }
   }
 
@@ -100,7 +106,7 @@ class AcmeRenewer {
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
-  bool kicked_ = false;
+  std::set<std::string> pending_;  // hosts to obtain a certificate for at once
   std::thread thread_;
 };
 
@@ -249,7 +255,7 @@ int RunServer(const ServerOptions& options) {
       RETURN_IF_ERROR(edge->ReloadCerts().WithContext(
           "the certificate for " + d.host + " is installed, but the edge did not load it"));
     }
-    if (d.acme) renewer_ptr->Kick();
+    if (d.acme) renewer_ptr->Kick(d.host);
     return Status::Ok();
   });
   (*api)->AddInfoSource("metrics", [edge]() -> Result<nlohmann::json> {
