@@ -184,13 +184,15 @@ Status ControlConnection::Send(const std::string& line, Deadline deadline,
 }
 
 Result<std::string> ControlConnection::ReadLine(Deadline deadline, std::vector<int>* fds) {
+  size_t scanned = 0;  // bytes of buffer_ known to hold no newline
   for (;;) {
-    auto newline = buffer_.find('\n');
+    auto newline = buffer_.find('\n', scanned);
     if (newline != std::string::npos) {
       std::string line = buffer_.substr(0, newline);
       buffer_.erase(0, newline + 1);
       return line;
     }
+    scanned = buffer_.size();
     if (buffer_.size() > kMaxControlLine) {
       return ResourceExhausted("a control message is longer than " +
                                std::to_string(kMaxControlLine) + " bytes");
