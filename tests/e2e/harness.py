@@ -223,6 +223,21 @@ class Slipway:
         except (OSError, http.client.HTTPException):
             return None
 
+    def terminate(self, timeout=60):
+        """SIGTERM (the server stops alone: edge and apps serve on); waits for the exit."""
+        assert self.running(), "server is not running"
+        self.server.send_signal(signal.SIGTERM)
+        try:
+            self.server.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+            self.server.wait()
+            raise AssertionError(
+                f"slipway server did not exit within {timeout}s of SIGTERM\n"
+                f"--- server log ---\n{self.server_log(80)}"
+            )
+        return self.server.returncode
+
     def running(self):
         return self.server is not None and self.server.poll() is None
 
@@ -243,21 +258,6 @@ class Slipway:
                 )
         return self.server.returncode
 
-    def terminate(self, timeout=60):
-        """SIGTERM (the server stops alone: edge and apps serve on); waits for the exit."""
-        assert self.running(), "server is not running"
-        self.server.send_signal(signal.SIGTERM)
-        try:
-            self.server.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.server.kill()
-            self.server.wait()
-            raise AssertionError(
-                f"slipway server did not exit within {timeout}s of SIGTERM\n"
-                f"--- server log ---\n{self.server_log(80)}"
-            )
-        return self.server.returncode
-
     def kill9(self):
         """SIGKILL to the server process only (not its group): a crash."""
         assert self.running(), "server is not running"
@@ -269,58 +269,6 @@ class Slipway:
         if self.running():
             self.stop()
         return self.start()
-
-    # --- the edge process -------------------------------------------------------------
-
-    def edge_pid(self):
-        """The pid in SLIPWAY_HOME/run/edge.pid when that process is a live edge of this
-        data dir, else None."""
-        text = _read(os.path.join(self.home, "run", "edge.pid")) or ""
-        parts = text.split()
-        if not parts or not parts[0].isdigit():
-            return None
-        pid = int(parts[0])
-        if len(parts) >= 2 and parts[1].isdigit():
-            if not process_alive(pid, int(parts[1])):
-                return None
-        elif not process_alive(pid):
-            return None
-        return pid if self._is_our_edge(pid) else None
-
-    def _is_our_edge(self, pid):
-        """True for a `slipway edge --home <our home>` process."""
-        argv = [a.decode("utf-8", "replace") for a in (_read(f"/proc/{pid}/cmdline", "rb") or b"").split(b"\0")]
-        if "edge" not in argv[1:2]:
-            return False
-        if "--home" in argv and argv.index("--home") + 1 < len(argv):
-            return argv[argv.index("--home") + 1] == self.home
-        return self._is_ours(pid)
-
-    def edge_log(self, lines=40):
-        text = _read(os.path.join(self.home, "logs", "edge.log")) or ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def _stop_edge(self, timeout=15):
-        """SIGTERM to the edge of this data dir (it drains and exits), SIGKILL past
-        `timeout`. Returns what was done, or None when no edge ran."""
-        pid = self.edge_pid()
-        if pid is None:
-            return None
-        start = _proc_stat(pid)
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            return None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not (start and process_alive(pid, start[1])):
-                return f"edge {pid} stopped"
-            time.sleep(0.05)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-        return f"edge {pid} killed"
 
     def server_log(self, lines=60):
         text = _read(self.server_log_path) or ""
@@ -412,6 +360,58 @@ class Slipway:
             source, dest, ignore=shutil.ignore_patterns("node_modules", "__pycache__", "*.pyc")
         )
         return dest
+
+    # --- the edge process -------------------------------------------------------------
+
+    def edge_pid(self):
+        """The pid in SLIPWAY_HOME/run/edge.pid when that process is a live edge of this
+        data dir, else None."""
+        text = _read(os.path.join(self.home, "run", "edge.pid")) or ""
+        parts = text.split()
+        if not parts or not parts[0].isdigit():
+            return None
+        pid = int(parts[0])
+        if len(parts) >= 2 and parts[1].isdigit():
+            if not process_alive(pid, int(parts[1])):
+                return None
+        elif not process_alive(pid):
+            return None
+        return pid if self._is_our_edge(pid) else None
+
+    def _is_our_edge(self, pid):
+        """True for a `slipway edge --home <our home>` process."""
+        argv = [a.decode("utf-8", "replace") for a in (_read(f"/proc/{pid}/cmdline", "rb") or b"").split(b"\0")]
+        if "edge" not in argv[1:2]:
+            return False
+        if "--home" in argv and argv.index("--home") + 1 < len(argv):
+            return argv[argv.index("--home") + 1] == self.home
+        return self._is_ours(pid)
+
+    def edge_log(self, lines=40):
+        text = _read(os.path.join(self.home, "logs", "edge.log")) or ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _stop_edge(self, timeout=15):
+        """SIGTERM to the edge of this data dir (it drains and exits), SIGKILL past
+        `timeout`. Returns what was done, or None when no edge ran."""
+        pid = self.edge_pid()
+        if pid is None:
+            return None
+        start = _proc_stat(pid)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            return None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not (start and process_alive(pid, start[1])):
+                return f"edge {pid} stopped"
+            time.sleep(0.05)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        return f"edge {pid} killed"
 
     # --- processes -------------------------------------------------------------------
 
