@@ -493,7 +493,7 @@ class DeployEngine::Impl {
     HealthCheckSpec spec;
     spec.port = port;
     spec.path = ld.config.healthcheck_path;
-    spec.host_header = ld.host;
+    spec.host_header = ld.config.healthcheck_host.empty() ? ld.host : ld.config.healthcheck_host;
     spec.timeout = std::chrono::seconds(ld.config.healthcheck_timeout);
     return spec;
   }
@@ -502,9 +502,18 @@ class DeployEngine::Impl {
   // release:) once, in the app directory with the app's variables; its output goes to
   // the build log, which `slipway up` shows.
   Status RunPreDeploy(const LiveDeployment& ld) {
-    const std::string& command = ld.config.pre_deploy_command.empty()
-                                     ? ld.config.procfile_release
-                                     : ld.config.pre_deploy_command;
+    std::string command = ld.config.pre_deploy_command.empty() ? ld.config.procfile_release
+                                                               : ld.config.pre_deploy_command;
+    if (command.empty()) {
+      // A slipway.toml beside a Procfile: the Procfile's release: still counts.
+      if (auto text = ReadFile(ld.manifest.app_dir + "/Procfile"); text.ok()) {
+        if (auto lines = ParseProcfile(*text); lines.ok()) {
+          for (const auto& [type, line] : *lines) {
+            if (type == "release") command = line;
+          }
+        }
+      }
+    }
     if (command.empty()) return Status::Ok();
     const std::string log_path = BuildLogPath(ld.id);
     (void)AppendFile(log_path, "==> pre-deploy command: " + command + "\n");
@@ -1154,7 +1163,8 @@ class DeployEngine::Impl {
       ASSIGN_OR_RETURN(auto deployments, store_.ListDeployments(svc.id, 1000));
       bool found = false;
       for (const auto& d : deployments) {  // newest first
-        if (d.release_id == 0 || d.release_id == current_release || d.status != kRemoved) continue;
+        if (d.release_id == 0 || d.release_id == current_release) continue;
+        if (d.status != kRemoved && d.status != kDraining) continue;  // went live, then replaced
         auto release = store_.GetRelease(d.release_id);
         if (!release.ok() || !IsDirectory(release->path)) continue;
         target = d;
