@@ -395,6 +395,7 @@ class DeployEngine::Impl {
     BuildRequest build;
     build.source_dir = job.source_dir;
     build.release_dir = options_.home + "/releases/" + std::to_string(dep->id);
+    build.cache_dir = options_.home + "/cache/deps";
     build.log_path = log_path;
     build.service = *config;
     build.build_env = BuildEnv(*names, *config, dep->id);
@@ -744,6 +745,26 @@ class DeployEngine::Impl {
                               "release " + std::to_string(rel.id) +
                                   " deleted (keepReleases = " + std::to_string(keep) + ")");
       }
+    }
+    PruneCache();
+  }
+
+  // Removes cached dependency installs that no release on disk uses (of any service) and
+  // no build used for a day, which also spares builds whose release is not written yet.
+  void PruneCache() {
+    std::set<std::string> in_use;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(options_.home + "/releases", ec)) {
+      auto text = ReadFile(entry.path().string() + "/manifest.json");
+      if (!text.ok()) continue;
+      auto manifest = ReleaseManifest::FromJson(*text);
+      if (manifest.ok() && !manifest->deps_key.empty()) in_use.insert(manifest->deps_key);
+    }
+    if (ec) return;  // unsure what is in use: keep everything
+    if (Status st =
+            PruneDependencyCache(options_.home + "/cache/deps", in_use, std::chrono::hours(24));
+        !st.ok()) {
+      spdlog::warn("pruning the dependency cache: {}", st.message());
     }
   }
 
