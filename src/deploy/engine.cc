@@ -686,8 +686,11 @@ class DeployEngine::Impl {
       }
     }
     auto dep = store_.GetDeployment(deployment_id);
-    const bool was_serving = dep.ok() && (dep->status == kActive || dep->status == kCrashed);
-    if (was_serving) (void)store_.SetDeploymentStatus(deployment_id, kDraining);
+    const bool was_serving =
+        dep.ok() && (dep->status == kActive || dep->status == kCrashed || dep->status == kDraining);
+    if (was_serving && dep->status != kDraining) {
+      (void)store_.SetDeploymentStatus(deployment_id, kDraining);
+    }
     const int overlap = successor.overlap_seconds;
     const int draining = successor.draining_seconds;
     auto done = std::make_shared<std::atomic<bool>>(false);
@@ -1304,14 +1307,74 @@ class DeployEngine::Impl {
     (void)store_.UpsertReplica(stopped);
   }
 
+  // Takes over the replicas of a deployment that a previous daemon left running (those
+  // that died are cleaned up); returns the indexes adopted.
+  std::set<int> AdoptReplicas(int64_t deployment_id, LiveDeployment& ld) {
+    std::set<int> have;
+    auto replicas = store_.ListReplicas(deployment_id);
+    if (!replicas.ok()) return have;
+    for (const auto& rec : *replicas) {
+      if (rec.state == "stopped" || have.count(rec.index)) continue;
+      auto handle = supervisor_.Adopt(rec.run_dir);
+      if (!handle.ok() || !supervisor_.Running(*handle)) {
+        KillLeftover(rec);
+        continue;
+      }
+      LiveReplica r;
+      r.record_id = rec.id;
+      r.index = rec.index;
+      r.port = rec.port;
+      r.handle = *handle;
+      r.spec.log_path = rec.log_path;
+      r.spec.run_dir = rec.run_dir;
+      r.spec.command = ld.manifest.start_command;
+      r.spec.cwd = ld.manifest.app_dir;
+      r.restarts = rec.restarts;
+      r.state = rec.state == "running" ? "running" : "starting";
+      have.insert(rec.index);
+      ld.replicas.push_back(std::move(r));
+      spdlog::info("{}/{}: adopted replica {} (pid {})", ld.project, ld.service, rec.index,
+                   rec.app_pid);
+    }
+    return have;
+  }
+
+  // The deployment with its release as recorded, without replicas.
+  std::optional<LiveDeployment> Recorded(const DeploymentRecord& dep) {
+    auto svc = store_.GetService(dep.service_id);
+    if (!svc.ok()) return std::nullopt;
+    auto names = NamesOf(*svc);
+    auto config = ServiceConfigFromJson(dep.config_json);
+    auto release = store_.GetRelease(dep.release_id);
+    if (!names.ok() || !config.ok() || !release.ok()) return std::nullopt;
+    auto manifest = ReleaseManifest::FromJson(release->manifest_json);
+    if (!manifest.ok()) return std::nullopt;
+    return MakeLive(dep.id, svc->id, *names, *config, *manifest);
+  }
+
   Status Recover() {
     // Deploys the previous daemon left half done cannot be resumed safely from the
     // middle of a build: they are failed with the reason, and their leftovers go.
     ASSIGN_OR_RETURN(auto unfinished,
                      store_.ListDeploymentsByStatus({kQueued, kBuilding, kDeploying, kDraining}));
+    std::vector<int64_t> draining, rollbacks;
     for (const auto& dep : unfinished) {
       if (dep.build_pgid > 0 && ProcessGroupAlive(static_cast<pid_t>(dep.build_pgid))) {
         kill(-static_cast<pid_t>(dep.build_pgid), SIGKILL);
+      }
+      if (dep.status == kDraining) {
+        // Its replicas may still be finishing requests: drain them as before.
+        if (auto ld = Recorded(dep)) {
+          AdoptReplicas(dep.id, *ld);
+          std::lock_guard<std::mutex> lock(mu_);
+          live_[dep.id] = std::move(*ld);
+          draining.push_back(dep.id);
+          continue;
+        }
+      }
+      if (dep.status == kQueued && dep.release_id != 0) {
+        rollbacks.push_back(dep.id);  // a rollback not started: nothing lost, run it
+        continue;
       }
       auto replicas = store_.ListReplicas(dep.id);
       if (replicas.ok()) {
@@ -1331,46 +1394,17 @@ class DeployEngine::Impl {
            "interrupted: the daemon stopped during this deploy; run `slipway up` again");
     }
 
-    ASSIGN_OR_RETURN(auto active, store_.ListDeploymentsByStatus({kActive, kCrashed}));
-    std::vector<LiveDeployment> to_start;
+    // A ROLLED_BACK deployment still serves until its rollback is live.
+    ASSIGN_OR_RETURN(auto active, store_.ListDeploymentsByStatus({kActive, kCrashed, kRolledBack}));
     for (const auto& dep : active) {
       auto svc = store_.GetService(dep.service_id);
       if (!svc.ok()) continue;
       if (svc->active_deployment_id != dep.id) continue;  // left over from an old switch
-      auto names = NamesOf(*svc);
-      auto config = ServiceConfigFromJson(dep.config_json);
-      auto release = store_.GetRelease(dep.release_id);
-      if (!names.ok() || !config.ok() || !release.ok()) continue;
-      auto manifest = ReleaseManifest::FromJson(release->manifest_json);
-      if (!manifest.ok()) continue;
-      LiveDeployment ld = MakeLive(dep.id, svc->id, *names, *config, *manifest);
-      std::map<int, bool> have;
-      auto replicas = store_.ListReplicas(dep.id);
-      if (replicas.ok()) {
-        for (const auto& rec : *replicas) {
-          if (rec.state == "stopped" || have.count(rec.index)) continue;
-          auto handle = supervisor_.Adopt(rec.run_dir);
-          if (!handle.ok() || !supervisor_.Running(*handle)) {
-            KillLeftover(rec);
-            continue;
-          }
-          LiveReplica r;
-          r.record_id = rec.id;
-          r.index = rec.index;
-          r.port = rec.port;
-          r.handle = *handle;
-          r.spec.log_path = rec.log_path;
-          r.spec.run_dir = rec.run_dir;
-          r.spec.command = manifest->start_command;
-          r.spec.cwd = manifest->app_dir;
-          r.restarts = rec.restarts;
-          r.state = rec.state == "running" ? "running" : "starting";
-          have[rec.index] = true;
-          ld.replicas.push_back(std::move(r));
-          spdlog::info("{}/{}: adopted replica {} (pid {})", ld.project, ld.service, rec.index,
-                       rec.app_pid);
-        }
-      }
+      auto recorded = Recorded(dep);
+      if (!recorded) continue;
+      LiveDeployment ld = std::move(*recorded);
+      const ReleaseManifest* manifest = &ld.manifest;
+      std::set<int> have = AdoptReplicas(dep.id, ld);
       if (manifest->kind != "static") {
         for (int i = 0; i < std::max(1, ld.config.num_replicas); ++i) {
           if (have.count(i)) continue;
@@ -1406,6 +1440,19 @@ class DeployEngine::Impl {
       if (!owned) KillLeftover(rec);
     }
     PublishRoutes();
+    for (int64_t id : draining) {
+      auto dep = store_.GetDeployment(id);
+      if (!dep.ok()) continue;
+      auto config = ServiceConfigFromJson(dep->config_json);
+      RetireLater(id, config.ok() ? *config : ServiceConfig{});
+    }
+    for (int64_t id : rollbacks) {
+      auto dep = store_.GetDeployment(id);
+      if (!dep.ok()) continue;
+      Job job;
+      job.deployment_id = id;
+      Enqueue(dep->service_id, std::move(job));
+    }
     return Status::Ok();
   }
 
