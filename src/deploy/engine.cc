@@ -664,6 +664,9 @@ class DeployEngine::Impl {
       if (!stop_apps_on_shutdown_.load()) return false;
     }
     const auto deadline = clock_.Monotonic() + std::chrono::seconds(draining_seconds);
+    // A request routed just before the switch counts as in flight only once the edge has
+    // picked its replica: give such stragglers a moment to show up first.
+    if (draining_seconds > 0) SleepUnlessStopping(std::chrono::milliseconds(200));
     while (!stopping_.load() && clock_.Monotonic() < deadline && InFlight(replicas) > 0) {
       SleepUnlessStopping(std::chrono::milliseconds(100));
     }
