@@ -570,7 +570,8 @@ class DeployEngine::Impl {
   }
 
   // Runs the pre-deploy command, starts the replicas, waits for their health, switches
-  // traffic, then retires the deployment that served before.
+  // traffic, then retires the deployment that served before. `pre_deploy` is false for a
+  // rollback, which reuses a release that ran it already and is not watched afterwards.
   void Activate(LiveDeployment ld, bool pre_deploy) {
     (void)store_.SetDeploymentStatus(ld.id, kDeploying);
     if (pre_deploy) {
@@ -603,7 +604,8 @@ class DeployEngine::Impl {
       routed_[ld.service_id] = ld.id;
       ld.previous_id = previous;
       const AutoRollbackConfig& ar = ld.config.auto_rollback;
-      if (ar.enabled && ar.watch_seconds > 0 && previous != 0) {
+      // A rollback is not watched: rolling it back would bring back what it replaced.
+      if (pre_deploy && ar.enabled && ar.watch_seconds > 0 && previous != 0) {
         ld.watch_until = now + std::chrono::seconds(ar.watch_seconds);
         ld.next_probe = now + std::chrono::seconds(ld.config.healthcheck_interval);
       }
