@@ -101,7 +101,10 @@ struct LiveDeployment {
   int64_t previous_id = 0;
   std::chrono::steady_clock::time_point watch_until{};
   std::chrono::steady_clock::time_point next_probe{};
-  std::deque<TrafficSample> samples;  // oldest first; the first is taken at the switch
+  std::deque<TrafficSample> samples;  // oldest first
+  // Traffic counts only once the replaced deployment has no request left in flight:
+  // its late answers (errors, slow ones) must not be blamed on this one.
+  bool traffic_watched = false;
 };
 
 // Resident memory of every process in process group `pgid` (an app and its children).
@@ -612,13 +615,12 @@ class DeployEngine::Impl {
       live_[ld.id] = ld;
     }
     PublishRoutes();
-    if (ld.watch_until > now) TakeSample(ld.id, /*evaluate=*/false);
     (void)store_.SetActiveDeployment(ld.service_id, ld.id);
     (void)store_.SetDeploymentStatus(ld.id, kActive);
     (void)store_.AddEvent(ld.service_id, ld.id, "deploy.active",
                           "deployment " + std::to_string(ld.id) + " is live at " +
                               Url(ld.project, ld.environment, ld.service));
-    if (previous != 0 && previous != ld.id) RetireLater(previous, ld.config);
+    if (previous != 0 && previous != ld.id) RetireLater(previous, ld.config, ld.id);
     PruneReleases(ld.service_id, ld.config.keep_releases);
   }
 
@@ -659,7 +661,7 @@ class DeployEngine::Impl {
   // then stops them: SIGTERM, SIGKILL after the grace. Returns false when the engine
   // stopped meanwhile and the replicas were left to the next daemon.
   bool DrainAndStop(LiveDeployment& ld, const std::vector<size_t>& which, int overlap_seconds,
-                    int draining_seconds) {
+                    int draining_seconds, const std::function<void()>& drained = nullptr) {
     std::vector<LiveReplica> replicas;
     for (size_t i : which) replicas.push_back(ld.replicas[i]);
     if (overlap_seconds > 0 && !SleepUnlessStopping(std::chrono::seconds(overlap_seconds))) {
@@ -673,6 +675,7 @@ class DeployEngine::Impl {
       SleepUnlessStopping(std::chrono::milliseconds(100));
     }
     if (stopping_.load() && !stop_apps_on_shutdown_.load()) return false;
+    if (drained) drained();
     for (size_t i : which) StopReplica(ld, ld.replicas[i], options_.stop_grace);
     return true;
   }
@@ -680,7 +683,8 @@ class DeployEngine::Impl {
   // Takes a deployment out of service on a thread of its own: DRAINING while its
   // replicas finish what they serve (overlapSeconds, then up to drainingSeconds of the
   // deployment that replaced it), then REMOVED. A ROLLED_BACK deployment keeps that status.
-  void RetireLater(int64_t deployment_id, const ServiceConfig& successor) {
+  void RetireLater(int64_t deployment_id, const ServiceConfig& successor,
+                   int64_t successor_id = 0) {
     LiveDeployment old;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -705,16 +709,18 @@ class DeployEngine::Impl {
       r.thread.join();
       return true;
     });
-    retirers_.push_back(Retirer{std::thread([this, old = std::move(old), deployment_id, was_serving,
-                                             overlap, draining, done]() mutable {
-                                  std::vector<size_t> all;
-                                  for (size_t i = 0; i < old.replicas.size(); ++i) all.push_back(i);
-                                  if (DrainAndStop(old, all, overlap, draining) && was_serving) {
-                                    (void)store_.SetDeploymentStatus(deployment_id, kRemoved);
-                                  }
-                                  done->store(true);
-                                }),
-                                done});
+    retirers_.push_back(
+        Retirer{std::thread([this, old = std::move(old), deployment_id, successor_id, was_serving,
+                             overlap, draining, done]() mutable {
+                  std::vector<size_t> all;
+                  for (size_t i = 0; i < old.replicas.size(); ++i) all.push_back(i);
+                  auto drained = [this, successor_id] { WatchTrafficOf(successor_id); };
+                  if (DrainAndStop(old, all, overlap, draining, drained) && was_serving) {
+                    (void)store_.SetDeploymentStatus(deployment_id, kRemoved);
+                  }
+                  done->store(true);
+                }),
+                done});
   }
 
   // Deletes the release directories of a service beyond the `keep` newest that went
@@ -965,6 +971,21 @@ class DeployEngine::Impl {
     return sample;
   }
 
+  // The replaced deployment has nothing in flight any more: from now on the service's
+  // traffic is this deployment's, and its error rate and latency are watched.
+  void WatchTrafficOf(int64_t deployment_id) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = live_.find(deployment_id);
+      if (it == live_.end() || it->second.watch_until == std::chrono::steady_clock::time_point{}) {
+        return;
+      }
+      it->second.samples.clear();
+      it->second.traffic_watched = true;
+    }
+    TakeSample(deployment_id, /*evaluate=*/false);
+  }
+
   // Records a traffic sample of a watched deployment; with `evaluate`, returns the
   // reason to roll back when the error rate or p95 latency over the window is too high.
   std::optional<std::string> TakeSample(int64_t deployment_id, bool evaluate) {
@@ -973,7 +994,7 @@ class DeployEngine::Impl {
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = live_.find(deployment_id);
-      if (it == live_.end()) return std::nullopt;
+      if (it == live_.end() || !it->second.traffic_watched) return std::nullopt;
       label = it->second.project + "/" + it->second.service;
       ar = it->second.config.auto_rollback;
     }
