@@ -152,7 +152,7 @@ class ZeroDowntimeTest(SlipwayTestCase):
         self.scale(2)
         deploys(1)  # v7
         result = self.failed_deploy("bad-migrate-1", PREDEPLOY_FAIL="1")
-        self.assertIn("migration 0042 failed", result.stderr)  # the command's output
+        self.assertIn("migration 0042 failed", result.output)  # the command's output
         deploys(2)  # v8 v9
         self.rollback(expect="v8")  # no --to: the release active before this one
         deploys(2)  # v10 v11
