@@ -111,8 +111,10 @@ class AutoRollbackTest(SlipwayTestCase):
         self.assertIn("automatic rollback", row[0])
         status = self.slipway.cli("status", cwd=app)
         self.assertEqual(status.code, 0, str(status))
-        self.assertIn("ROLLED_BACK", status.stdout)
-        self.assertIn(reason.splitlines()[0], status.stdout)
+        # Status names the rolled-back deployment and says why.
+        note = [line for line in status.stdout.splitlines() if reason.splitlines()[0] in line]
+        self.assertEqual(len(note), 1, str(status))
+        self.assertRegex(note[0], rf"#?\b{bad['id']}\b", str(status))
         return reason
 
     def test_failed_health_checks_roll_back(self):

@@ -63,6 +63,14 @@ class RestartPolicyTest(SlipwayTestCase):
     def assertNotRestarted(self, first):
         """The replica's process exited and nothing replaces it (observed for a while)."""
         wait_until(lambda: not process_alive(first["pid"]), 30, "the app to exit")
+        wait_until(
+            lambda: all(
+                r["state"] != "running"
+                for r in self.slipway.service_status(self.project)["replicas"]
+            ),
+            10,
+            "the status to show the replica is no longer running",
+        )
         deadline = time.monotonic() + NO_RESTART_OBSERVED_FOR
         while time.monotonic() < deadline:
             self.assertEqual(self.slipway.live_app_groups(), [], "the app was started again")
