@@ -16,6 +16,8 @@ from harness import SlipwayTestCase, wait_until, write_slipway_toml
 from load import Load, Switch
 
 UNFINISHED = ("QUEUED", "BUILDING", "DEPLOYING")
+# How long a rollback is watched for staying put (longer than a trigger takes to fire).
+STABLE_FOR = 8
 
 
 def config(app, project, version, variables=None, auto_rollback=None, **keys):
@@ -81,9 +83,10 @@ class AutoRollbackTest(SlipwayTestCase):
         super().setUp()
         self.apps = {}
 
-    def check_rolled_back(self, project, bad, reason_pattern):
+    def check_rolled_back(self, project, good, bad, reason_pattern):
         """`bad` (a deployment record) becomes ROLLED_BACK with an automatic-rollback
-        reason matching `reason_pattern`, shown by the CLI, and v1 serves again."""
+        reason matching `reason_pattern`, shown by the CLI; `good`'s release (v1) serves
+        again through one new deployment, and stays (no rollback of the rollback)."""
         host = f"web.{project}.localhost"
 
         def rolled_back():
@@ -98,9 +101,25 @@ class AutoRollbackTest(SlipwayTestCase):
         self.assertRegex(reason, r"^automatic rollback: ", record)
         self.assertRegex(reason, reason_pattern, record)
 
+        def newer():
+            return [d for d in self.slipway.deployments(project) if d["id"] > bad["id"]]
+
         wait_until(lambda: served_version(self.slipway, host) == "v1", 30, "v1 to serve again")
-        for _ in range(5):  # and stay: the route must not flap back to v2
+        wait_until(
+            lambda: [d["status"] for d in newer()] == ["ACTIVE"], 30, "the rollback to be ACTIVE"
+        )
+        # And it stays so for longer than the triggers take to fire: the requests v2 was
+        # still answering at the switch must not roll back the rollback.
+        deadline = time.monotonic() + STABLE_FOR
+        while time.monotonic() < deadline:
             self.assertEqual(served_version(self.slipway, host), "v1")
+            after = newer()
+            self.assertEqual(
+                [(d["status"], d["release_id"]) for d in after],
+                [("ACTIVE", good["release_id"])],
+                f"one deployment after the rolled-back one, serving v1's release: {after}",
+            )
+            time.sleep(0.2)  # observing that nothing changes, not waiting for something
 
         app = self.apps[project]
         listing = self.slipway.cli("deployments", cwd=app)
@@ -120,9 +139,9 @@ class AutoRollbackTest(SlipwayTestCase):
     def test_failed_health_checks_roll_back(self):
         project = "rb-health"
         rules = {"watchSeconds": 120, "failedHealthChecks": 2}
-        self.deploy(project, "v1", auto_rollback=rules)
+        good = self.deploy(project, "v1", auto_rollback=rules)
         bad = self.deploy(project, "v2", {"FAIL_AFTER_SECONDS": 4}, rules)
-        self.check_rolled_back(project, bad, r"(?i)health")
+        self.check_rolled_back(project, good, bad, r"(?i)health")
 
     def test_5xx_rate_rolls_back(self):
         project = "rb-errors"
@@ -132,11 +151,26 @@ class AutoRollbackTest(SlipwayTestCase):
             "errorRateWindowSeconds": 10,
             "errorRateMinRequests": 10,
         }
-        self.deploy(project, "v1", auto_rollback=rules)
+        good = self.deploy(project, "v1", auto_rollback=rules)
         with Traffic(self.slipway, f"web.{project}.localhost"):
             bad = self.deploy(project, "v2", {"ERROR_RATE": "0.5"}, rules)
-            reason = self.check_rolled_back(project, bad, r"5xx rate \d+(\.\d+)?%")
+            reason = self.check_rolled_back(project, good, bad, r"5xx rate \d+(\.\d+)?%")
         self.assertIn("above 10", reason)
+
+    def test_5xx_rollback_is_not_undone_by_answers_still_in_flight(self):
+        # v2 is slow as well as failing: many of its 5xx answers are still on their way
+        # when the rollback switches back to v1. They are v2's, not the rollback's.
+        project = "rb-inflight"
+        rules = {
+            "watchSeconds": 120,
+            "errorRatePercent": 10,
+            "errorRateWindowSeconds": 10,
+            "errorRateMinRequests": 10,
+        }
+        good = self.deploy(project, "v1", auto_rollback=rules)
+        with Traffic(self.slipway, f"web.{project}.localhost", threads=8):
+            bad = self.deploy(project, "v2", {"ERROR_RATE": "0.5", "SLOW_MS": 400}, rules)
+            self.check_rolled_back(project, good, bad, r"5xx rate")
 
     def test_p95_latency_rolls_back(self):
         project = "rb-latency"
@@ -146,17 +180,17 @@ class AutoRollbackTest(SlipwayTestCase):
             "errorRateWindowSeconds": 10,
             "errorRateMinRequests": 10,
         }
-        self.deploy(project, "v1", auto_rollback=rules)
+        good = self.deploy(project, "v1", auto_rollback=rules)
         with Traffic(self.slipway, f"web.{project}.localhost"):
             bad = self.deploy(project, "v2", {"SLOW_MS": 500}, rules)
-            self.check_rolled_back(project, bad, r"p95")
+            self.check_rolled_back(project, good, bad, r"p95")
 
     def test_memory_limit_rolls_back(self):
         project = "rb-memory"
         rules = {"watchSeconds": 120, "memoryMb": 80}
-        self.deploy(project, "v1", auto_rollback=rules)
+        good = self.deploy(project, "v1", auto_rollback=rules)
         bad = self.deploy(project, "v2", {"LEAK_MB": 150}, rules)
-        self.check_rolled_back(project, bad, r"(?i)memory")
+        self.check_rolled_back(project, good, bad, r"(?i)memory")
 
     def test_a_queued_deploy_is_skipped_when_a_newer_one_arrives(self):
         project = "supersede"
