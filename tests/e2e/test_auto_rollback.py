@@ -105,9 +105,14 @@ class AutoRollbackTest(SlipwayTestCase):
             return [d for d in self.slipway.deployments(project) if d["id"] > bad["id"]]
 
         wait_until(lambda: served_version(self.slipway, host) == "v1", 30, "v1 to serve again")
-        wait_until(
-            lambda: [d["status"] for d in newer()] == ["ACTIVE"], 30, "the rollback to be ACTIVE"
-        )
+        def rollback_active():
+            after = newer()
+            if [d["status"] for d in after] != ["ACTIVE"]:
+                seen = [(d["id"], d["status"], d["release_id"], d["source"]) for d in after]
+                raise AssertionError(f"{len(seen)} deployment(s) after #{bad['id']}: {seen[:6]}")
+            return True
+
+        wait_until(rollback_active, 30, "the rollback to be the only deployment after v2, ACTIVE")
         # And it stays so for longer than the triggers take to fire: the requests v2 was
         # still answering at the switch must not roll back the rollback.
         deadline = time.monotonic() + STABLE_FOR
