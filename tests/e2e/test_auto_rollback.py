@@ -177,6 +177,32 @@ class AutoRollbackTest(SlipwayTestCase):
             bad = self.deploy(project, "v2", {"ERROR_RATE": "0.5", "SLOW_MS": 400}, rules)
             self.check_rolled_back(project, good, bad, r"5xx rate")
 
+    def test_a_fix_is_not_rolled_back_for_the_old_versions_errors(self):
+        # v1 answers every request with a 500 after 1.5 s (its health check passes): a
+        # broken release. v2 fixes it. The 500s v1 is still finishing after the switch
+        # are v1's: they must not count against v2 and bring v1 back.
+        project = "rb-fix"
+        rules = {
+            "watchSeconds": 120,
+            "errorRatePercent": 5,
+            "errorRateWindowSeconds": 10,
+            "errorRateMinRequests": 10,
+        }
+        self.deploy(project, "v1", {"ERROR_RATE": "1", "SLOW_MS": 1500})
+        host = f"web.{project}.localhost"
+        with Traffic(self.slipway, host, threads=8, pause=0.2):
+            wait_until(
+                lambda: self.slipway.http_get(host, "/")[0] == 500, 30, "v1 to answer 500s"
+            )
+            fix = self.deploy(project, "v2", None, rules)
+            deadline = time.monotonic() + STABLE_FOR
+            while time.monotonic() < deadline:
+                record = self.slipway.deployment(fix["id"])
+                self.assertEqual(record["status"], "ACTIVE", record)
+                self.assertEqual(served_version(self.slipway, host), "v2")
+                time.sleep(0.2)  # observing that nothing changes, not waiting for something
+        self.assertEqual(self.slipway.deployments(project)[0]["id"], fix["id"])
+
     def test_p95_latency_rolls_back(self):
         project = "rb-latency"
         rules = {
