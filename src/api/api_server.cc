@@ -417,6 +417,10 @@ class ApiServerImpl final : public ApiServer {
     if (s.size() == 3 && s[1] == "domains" && method == http::verb::delete_) {
       return RemoveDomain(s[2]);
     }
+    if (s.size() == 4 && s[1] == "projects" && method == http::verb::post) {
+      if (s[3] == "rollback") return Rollback(s[2], t, body);
+      if (s[3] == "scale") return Scale(s[2], t, body);
+    }
     if (method != http::verb::get) return Error(NotFound("no such API route"));
     if (s.size() == 2 && s[1] == "health") {
       return Reply{200, json{{"ok", true}, {"service", "slipway"}}};
@@ -437,6 +441,46 @@ class ApiServerImpl final : public ApiServer {
   }
 
   // ---- handlers ---------------------------------------------------------------
+
+  // POST /v1/projects/<p>/rollback?service=S&env=E  {"to": 12} (optional): 202 with the
+  // new deployment, which the CLI follows like a deploy.
+  Reply Rollback(const std::string& project, const ParsedTarget& t, const std::string& body) {
+    json req = body.empty() ? json::object() : json::parse(body, nullptr, false);
+    if (req.is_discarded() || !req.is_object() ||
+        (req.contains("to") && !req["to"].is_number_integer())) {
+      return Error(InvalidArgument("expected a JSON object with an optional integer \"to\""));
+    }
+    auto svc = ResolveService(project, t);
+    if (!svc.ok()) return Error(svc.status());
+    const std::string env = t.Get("env", "production");
+    auto dep = engine_.Rollback(project, env, svc->name, req.value("to", int64_t{0}));
+    if (!dep.ok()) return Error(dep.status());
+    return Reply{202, json{{"id", dep->id},
+                           {"service", svc->name},
+                           {"status", dep->status},
+                           {"source", dep->source},
+                           {"url", engine_.ServiceUrl(project, env, svc->name)}}};
+  }
+
+  // POST /v1/projects/<p>/scale?service=S&env=E  {"replicas": 3}: answers when done.
+  Reply Scale(const std::string& project, const ParsedTarget& t, const std::string& body) {
+    json req = json::parse(body, nullptr, false);
+    if (req.is_discarded() || !req.is_object() || !req.contains("replicas") ||
+        !req["replicas"].is_number_integer()) {
+      return Error(InvalidArgument("expected a JSON object with an integer \"replicas\""));
+    }
+    auto svc = ResolveService(project, t);
+    if (!svc.ok()) return Error(svc.status());
+    const int64_t replicas = req["replicas"].get<int64_t>();
+    if (replicas < 1 || replicas > 32) {
+      return Error(
+          InvalidArgument("replicas must be from 1 to 32 (got " + std::to_string(replicas) + ")"));
+    }
+    Status st =
+        engine_.Scale(project, t.Get("env", "production"), svc->name, static_cast<int>(replicas));
+    if (!st.ok()) return Error(st);
+    return Reply{200, json{{"service", svc->name}, {"replicas", replicas}}};
+  }
 
   static json DomainJson(const DomainRecord& d, const std::string& service) {
     return json{{"host", d.host},    {"service", service}, {"cert", d.cert_path},
@@ -576,6 +620,7 @@ class ApiServerImpl final : public ApiServer {
                      {"latest_deployment_id", s.latest_deployment_id},
                      {"latest_status", s.latest_status},
                      {"health", s.health},
+                     {"notice", s.notice},
                      {"replicas", replicas}});
     }
     return out;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,6 +12,7 @@
 #include <sstream>
 #include <string_view>
 
+#include "build/dep_cache.h"
 #include "build/python_tools.h"
 #include "common/fs.h"
 
@@ -19,6 +21,9 @@ namespace slipway {
 namespace {
 
 namespace fs = std::filesystem;
+using build_internal::DependencyCache;
+using build_internal::LinkTree;
+using build_internal::Sha256Hex;
 using nlohmann::json;
 
 constexpr char kDefaultPath[] = "/usr/local/bin:/usr/bin:/bin";
@@ -85,9 +90,9 @@ Result<std::vector<BuildStep>> NpmSteps(const std::string& app_dir, const Servic
   ASSIGN_OR_RETURN(*package, ReadPackageJson(app_dir));
   std::vector<BuildStep> steps;
   if (HasFile(app_dir, "package-lock.json") || HasFile(app_dir, "npm-shrinkwrap.json")) {
-    steps.push_back({"npm ci", "npm ci --no-audit --no-fund"});
+    steps.push_back({"npm ci", "npm ci --no-audit --no-fund", /*installs_dependencies=*/true});
   } else {
-    steps.push_back({"npm install", "npm install --no-audit --no-fund"});
+    steps.push_back({"npm install", "npm install --no-audit --no-fund", true});
   }
   if (HasNpmScript(*package, "build") && Trim(service.build_command) != "npm run build") {
     steps.push_back({"npm run build", "npm run build"});
@@ -120,10 +125,12 @@ std::string PathOf(const EnvMap& env) {
 }
 
 // What a kind adds to the environment of its build steps and of the running app.
-EnvMap KindEnvironment(const std::string& kind, const std::string& app_dir, const EnvMap& base) {
+// `deps_bin`: the cached venv's bin directory, after the release's own on PATH.
+EnvMap KindEnvironment(const std::string& kind, const std::string& app_dir, const EnvMap& base,
+                       const std::string& deps_bin = "") {
   EnvMap env;
   if (kind == "python") {
-    env["PATH"] = app_dir + "/.venv/bin:" + PathOf(base);
+    env["PATH"] = app_dir + "/.venv/bin:" + (deps_bin.empty() ? "" : deps_bin + ":") + PathOf(base);
     env["VIRTUAL_ENV"] = app_dir + "/.venv";
     env["PYTHONUNBUFFERED"] = "1";
   } else if (kind == "node") {
@@ -257,6 +264,307 @@ Status WithDiskContext(Status st, const std::string& release_dir) {
   return st;
 }
 
+// ---- Dependency cache (see builder.h) ----
+
+constexpr char kCacheKeyVersion[] = "slipway-deps-v1";
+constexpr char kSystemPython[] = "/usr/bin/python3";
+constexpr const char* kNpmInstallScripts[] = {"preinstall", "install", "postinstall", "prepublish",
+                                              "preprepare", "prepare", "postprepare"};
+constexpr const char* kNpmDependencyFields[] = {"dependencies", "devDependencies",
+                                                "optionalDependencies", "peerDependencies"};
+// What of package.json npm install reads besides the lockfile.
+constexpr const char* kNpmInstallFields[] = {"dependencies",
+                                             "devDependencies",
+                                             "optionalDependencies",
+                                             "peerDependencies",
+                                             "peerDependenciesMeta",
+                                             "bundleDependencies",
+                                             "bundledDependencies",
+                                             "overrides",
+                                             "engines",
+                                             "os",
+                                             "cpu",
+                                             "packageManager"};
+
+// The dependency install a build used: `key` "" when it ran the plan's own steps.
+struct Dependencies {
+  std::string key;
+  std::string entry;      // the cache entry's directory
+  bool packaged = false;  // Python: the project itself is installed too (pip install .)
+};
+
+std::string ShellQuote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+std::string Key12(const std::string& key) { return key.substr(0, 12); }
+
+// Runs argv (no shell) and returns its merged output; for the cache key's inputs.
+Result<std::string> CaptureOutput(const BuildRequest& request, std::vector<std::string> argv,
+                                  const std::string& cwd, const EnvMap& env) {
+  SpawnOptions spawn;
+  spawn.argv = std::move(argv);
+  spawn.env = env;
+  spawn.cwd = cwd;
+  std::string out;
+  RunOptions run;
+  run.timeout = std::chrono::minutes(1);
+  run.cancelled = request.cancelled;
+  run.on_line = [&](std::string_view line) {
+    out += line;
+    out += '\n';
+  };
+  std::string what = spawn.argv[0] + (spawn.argv.size() > 1 ? " " + spawn.argv.back() : "");
+  ASSIGN_OR_RETURN(CommandOutcome outcome, RunCommand(spawn, run));
+  if (outcome.cancelled) return FailedPrecondition("build cancelled during " + what);
+  if (outcome.timed_out || outcome.exit_code != 0) {
+    std::string last = Trim(out.substr(out.rfind('\n', out.size() >= 2 ? out.size() - 2 : 0) + 1));
+    return FailedPrecondition(what + " failed" + (last.empty() ? "" : ": " + last));
+  }
+  return out;
+}
+
+// The variables of `env` whose names start with one of `prefixes` (case-insensitive) or
+// are in `names`, as "NAME=value" lines.
+std::string EnvInputs(const EnvMap& env, std::initializer_list<std::string_view> prefixes,
+                      std::initializer_list<std::string_view> names) {
+  std::string out;
+  for (const auto& [k, v] : env) {
+    std::string upper = k;
+    for (char& c : upper) c = static_cast<char>(toupper(static_cast<unsigned char>(c)));
+    bool wanted = false;
+    for (auto p : prefixes) wanted = wanted || upper.starts_with(p);
+    for (auto n : names) wanted = wanted || k == n;
+    if (wanted) out += k + "=" + v + "\n";
+  }
+  return out;
+}
+
+std::string FileInput(const std::string& label, const std::string& path) {
+  auto text = ReadFile(path);
+  return label + (text.ok() ? ":" + Sha256Hex(*text) : ": none") + "\n";
+}
+
+// A venv's scripts and pyvenv.cfg name the venv's absolute path: moved from `from` to
+// `to`, they are rewritten (before the move: the entry never changes once committed).
+Status RelocateVenv(const std::string& venv, const std::string& from, const std::string& to) {
+  std::vector<std::string> files = {venv + "/pyvenv.cfg"};
+  std::error_code ec;
+  for (fs::directory_iterator it(venv + "/bin", ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_regular_file(ec) && !it->is_symlink(ec)) files.push_back(it->path().string());
+  }
+  if (ec) return ErrnoStatus("read " + venv + "/bin", ec.value());
+  for (const std::string& file : files) {
+    auto text = ReadFile(file);
+    if (!text.ok()) continue;  // pyvenv.cfg is optional
+    if (file.ends_with("/bin") || (!text->starts_with("#!") && !file.ends_with("/pyvenv.cfg"))) {
+      continue;  // binaries are left alone
+    }
+    std::string out;
+    size_t pos = 0;
+    for (size_t hit; (hit = text->find(from, pos)) != std::string::npos; pos = hit + from.size()) {
+      out += text->substr(pos, hit - pos) + to;
+    }
+    if (pos == 0) continue;
+    out += text->substr(pos);
+    struct stat st {};
+    if (stat(file.c_str(), &st) != 0) return ErrnoStatus(file, errno);
+    RETURN_IF_ERROR(WriteFileAtomic(file, out, static_cast<int>(st.st_mode & 07777)));
+  }
+  return Status::Ok();
+}
+
+// Builds a missing entry in a temp directory with `install` (given the temp directory),
+// then commits it; returns the committed entry.
+Result<std::string> MakeEntry(DependencyCache& cache, const std::string& key,
+                              const std::function<Status(const std::string&)>& install,
+                              BuildLog& log) {
+  ASSIGN_OR_RETURN(std::string temp, cache.StartEntry(key));
+  Status st = install(temp);
+  Result<std::string> entry = st.ok() ? cache.Commit(key, temp) : Result<std::string>(st);
+  if (!entry.ok()) {
+    (void)RemoveTree(temp);  // never committed: no later build can see it
+    return entry.status();
+  }
+  log.Line("==> dependencies: saved to cache " + Key12(key));
+  return entry;
+}
+
+// Python through the cache: the entry holds a venv with the dependencies; the release
+// gets its own venv on top of it. `key` stays "" when the install is not cacheable.
+Result<Dependencies> PythonDependencies(const BuildRequest& request, const std::string& app_dir,
+                                        const EnvMap& env, BuildLog& log) {
+  Dependencies deps;
+  const std::string tools_dir = env.at("SLIPWAY_BUILD_TOOLS");
+  auto fingerprint = CaptureOutput(
+      request, {kSystemPython, tools_dir + "/" + kToolsScript, "fingerprint"}, app_dir, env);
+  if (!fingerprint.ok()) {
+    if (request.cancelled && request.cancelled()) return fingerprint.status();
+    log.Line("==> dependencies: not cached (" + fingerprint.status().message() + ")");
+    return deps;
+  }
+  json doc = json::parse(*fingerprint, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    log.Line("==> dependencies: not cached (unexpected fingerprint: " + Trim(*fingerprint) + ")");
+    return deps;
+  }
+  if (!doc.value("cacheable", false)) {
+    log.Line("==> dependencies: not cached (" + doc.value("reason", std::string("unknown")) + ")");
+    return deps;
+  }
+  const bool from_requirements = doc.value("source", std::string()) == "requirements.txt";
+  deps.packaged = !from_requirements && doc.value("packaged", false);
+  std::string key = Sha256Hex(std::string(kCacheKeyVersion) + "\npython\n" + *fingerprint +
+                              EnvInputs(env, {"PIP_"}, {"PYTHONPATH", "PYTHONHOME"}));
+  DependencyCache cache(request.cache_dir);
+  ASSIGN_OR_RETURN(deps.entry, cache.Lookup(key));
+  if (!deps.entry.empty()) {
+    log.Line("==> dependencies: reused cache " + Key12(key));
+  } else {
+    const std::string tools = "\"$SLIPWAY_BUILD_TOOLS/python_tools.py\"";
+    auto install = [&](const std::string& temp) -> Status {
+      const std::string venv = temp + "/venv";
+      RETURN_IF_ERROR(RunStep(
+          request,
+          {"create venv",
+           std::string(kSystemPython) + " -m venv --system-site-packages " + ShellQuote(venv)},
+          app_dir, env, log));
+      const std::string python = ShellQuote(venv + "/bin/python") + " " + tools;
+      BuildStep pip =
+          from_requirements
+              ? BuildStep{"pip install -r requirements.txt",
+                          python + " install-requirements requirements.txt"}
+              : BuildStep{"pip install dependencies", python + " install-project-dependencies"};
+      RETURN_IF_ERROR(RunStep(request, pip, app_dir, env, log));
+      return RelocateVenv(venv, temp, cache.EntryPath(key));
+    };
+    ASSIGN_OR_RETURN(deps.entry, MakeEntry(cache, key, install, log));
+  }
+  deps.key = key;
+  return deps;
+}
+
+// Why npm's install of this package.json cannot be cached; "" when it can.
+std::string NpmUncacheableReason(const json& package) {
+  if (package.contains("workspaces")) return "package.json declares workspaces";
+  for (const char* script : kNpmInstallScripts) {
+    if (HasNpmScript(package, script)) {
+      return std::string("package.json has a ") + script +
+             " script, which may depend on the app's other files";
+    }
+  }
+  for (const char* field : kNpmDependencyFields) {
+    auto deps = package.find(field);
+    if (deps == package.end() || !deps->is_object()) continue;
+    for (auto& [name, spec] : deps->items()) {
+      if (!spec.is_string()) continue;
+      std::string s = spec.get<std::string>();
+      if (s.starts_with("file:") || s.starts_with("link:") || s.starts_with(".") ||
+          s.starts_with("/") || s.starts_with("~")) {
+        return "package.json depends on the local path " + s + " (" + name + ")";
+      }
+    }
+  }
+  return "";
+}
+
+// Node through the cache: `install` (npm ci / npm install) runs in the entry on
+// package.json, the lockfile and .npmrc alone; the release links the entry's node_modules.
+Result<Dependencies> NodeDependencies(const BuildRequest& request, const BuildStep& install,
+                                      const std::string& app_dir, const EnvMap& env,
+                                      BuildLog& log) {
+  Dependencies deps;
+  ASSIGN_OR_RETURN(json package, ReadPackageJson(app_dir));
+  if (std::string reason = NpmUncacheableReason(package); !reason.empty()) {
+    log.Line("==> dependencies: not cached (" + reason + ")");
+    return deps;
+  }
+  auto node = CaptureOutput(request, {"node", "-v"}, app_dir, env);
+  auto npm = node.ok() ? CaptureOutput(request, {"npm", "-v"}, app_dir, env) : node;
+  if (!npm.ok()) {
+    if (request.cancelled && request.cancelled()) return npm.status();
+    log.Line("==> dependencies: not cached (" + npm.status().message() + ")");
+    return deps;
+  }
+  utsname uts{};
+  uname(&uts);
+  json fields = json::object();
+  for (const char* field : kNpmInstallFields) {
+    if (auto it = package.find(field); it != package.end()) fields[field] = *it;
+  }
+  auto home = env.find("HOME");
+  std::string key =
+      Sha256Hex(std::string(kCacheKeyVersion) + "\nnode\n" + *node + *npm + uts.machine + "\n" +
+                install.command + "\n" + fields.dump() + "\n" +
+                FileInput("package-lock.json", app_dir + "/package-lock.json") +
+                FileInput("npm-shrinkwrap.json", app_dir + "/npm-shrinkwrap.json") +
+                FileInput(".npmrc", app_dir + "/.npmrc") +
+                (home != env.end() ? FileInput("~/.npmrc", home->second + "/.npmrc") : "") +
+                EnvInputs(env, {"NPM_CONFIG_"}, {"NODE_ENV"}));
+  DependencyCache cache(request.cache_dir);
+  ASSIGN_OR_RETURN(deps.entry, cache.Lookup(key));
+  if (!deps.entry.empty()) {
+    log.Line("==> dependencies: reused cache " + Key12(key));
+  } else {
+    auto run = [&](const std::string& temp) -> Status {
+      for (const char* name :
+           {"package.json", "package-lock.json", "npm-shrinkwrap.json", ".npmrc"}) {
+        if (!HasFile(app_dir, name)) continue;
+        ASSIGN_OR_RETURN(std::string text, ReadFile(app_dir + "/" + name));
+        RETURN_IF_ERROR(WriteFileAtomic(temp + "/" + name, text));
+      }
+      return RunStep(request, install, temp, env, log);
+    };
+    ASSIGN_OR_RETURN(deps.entry, MakeEntry(cache, key, run, log));
+  }
+  deps.key = key;
+  if (IsDirectory(deps.entry + "/node_modules")) {
+    RETURN_IF_ERROR(LinkTree(deps.entry + "/node_modules", app_dir + "/node_modules"));
+  }
+  // npm install wrote a lockfile, as it would have in the app.
+  if (!HasFile(app_dir, "package-lock.json") && !HasFile(app_dir, "npm-shrinkwrap.json") &&
+      HasFile(deps.entry, "package-lock.json")) {
+    ASSIGN_OR_RETURN(std::string lock, ReadFile(deps.entry + "/package-lock.json"));
+    RETURN_IF_ERROR(WriteFileAtomic(app_dir + "/package-lock.json", lock));
+  }
+  return deps;
+}
+
+// Runs the plan's dependency steps through the cache where it can; returns the steps
+// still to run in the app directory (the release's own part and the rest of the plan).
+Result<std::vector<BuildStep>> InstallDependencies(const BuildRequest& request,
+                                                   const BuildPlan& plan,
+                                                   const std::string& app_dir, const EnvMap& env,
+                                                   BuildLog& log, Dependencies* deps) {
+  std::vector<BuildStep> rest;
+  const BuildStep* npm_install = nullptr;
+  for (const BuildStep& step : plan.steps) {
+    if (!step.installs_dependencies) rest.push_back(step);
+    if (step.installs_dependencies && plan.kind != "python") npm_install = &step;
+  }
+  const bool python = plan.kind == "python" &&
+                      (HasFile(app_dir, "requirements.txt") || HasFile(app_dir, "pyproject.toml"));
+  if (request.cache_dir.empty() || (!python && npm_install == nullptr)) return plan.steps;
+  if (python) {
+    ASSIGN_OR_RETURN(*deps, PythonDependencies(request, app_dir, env, log));
+  } else {
+    ASSIGN_OR_RETURN(*deps, NodeDependencies(request, *npm_install, app_dir, env, log));
+  }
+  if (deps->key.empty()) return plan.steps;
+  if (!python) return rest;
+  const std::string tools = ".venv/bin/python \"$SLIPWAY_BUILD_TOOLS/python_tools.py\"";
+  std::vector<BuildStep> steps = {
+      {"create venv", std::string(kSystemPython) +
+                          " -m venv --system-site-packages --without-pip .venv && " + tools +
+                          " link-dependencies " + ShellQuote(deps->entry + "/venv")}};
+  if (deps->packaged) steps.push_back({"pip install .", tools + " install-project-only"});
+  steps.push_back({"console scripts", tools + " console-scripts"});
+  steps.insert(steps.end(), rest.begin(), rest.end());
+  return steps;
+}
+
 Result<ReleaseManifest> BuildRelease(const BuildRequest& request, const std::string& release_dir,
                                      BuildLog& log) {
   const std::string app_dir = release_dir + "/app";
@@ -284,7 +592,16 @@ Result<ReleaseManifest> BuildRelease(const BuildRequest& request, const std::str
     env.emplace("NPM_CONFIG_UPDATE_NOTIFIER", "false");
   }
 
-  for (const BuildStep& step : plan.steps) {
+  Dependencies deps;
+  ASSIGN_OR_RETURN(std::vector<BuildStep> steps,
+                   InstallDependencies(request, plan, app_dir, env, log, &deps));
+  if (plan.kind == "python" && !deps.key.empty()) {
+    for (auto& [k, v] :
+         KindEnvironment("python", app_dir, request.build_env, deps.entry + "/venv/bin")) {
+      env[k] = v;
+    }
+  }
+  for (const BuildStep& step : steps) {
     if (request.cancelled && request.cancelled()) {
       return FailedPrecondition("build cancelled before step \"" + step.name + "\"");
     }
@@ -296,6 +613,7 @@ Result<ReleaseManifest> BuildRelease(const BuildRequest& request, const std::str
   manifest.kind = plan.kind;
   manifest.app_dir = app_dir;
   manifest.start_command = plan.start_command;
+  manifest.deps_key = deps.key;
   if (plan.kind == "static") {
     std::string root = plan.static_root;
     if (root.empty()) root = FindStaticRoot(app_dir, /*after_build=*/true);
@@ -314,7 +632,9 @@ Result<ReleaseManifest> BuildRelease(const BuildRequest& request, const std::str
     }
     manifest.static_root = abs;
   } else {
-    manifest.runtime_env = KindEnvironment(plan.kind, app_dir, request.build_env);
+    manifest.runtime_env =
+        KindEnvironment(plan.kind, app_dir, request.build_env,
+                        plan.kind == "python" && !deps.key.empty() ? deps.entry + "/venv/bin" : "");
     if (plan.kind == "node") manifest.runtime_env["NODE_ENV"] = "production";
   }
   RETURN_IF_ERROR(WithDiskContext(
@@ -373,15 +693,16 @@ Result<BuildPlan> DetectBuildPlan(const std::string& app_dir, const ServiceConfi
   const bool has_package_json = HasFile(app_dir, "package.json");
   json package;
   if (plan.kind == "python") {
-    plan.steps.push_back({"create venv", "/usr/bin/python3 -m venv --system-site-packages .venv"});
+    plan.steps.push_back(
+        {"create venv", "/usr/bin/python3 -m venv --system-site-packages .venv", true});
     const std::string tools = ".venv/bin/python \"$SLIPWAY_BUILD_TOOLS/python_tools.py\"";
     if (HasFile(app_dir, "requirements.txt")) {
-      plan.steps.push_back(
-          {"pip install -r requirements.txt", tools + " install-requirements requirements.txt"});
+      plan.steps.push_back({"pip install -r requirements.txt",
+                            tools + " install-requirements requirements.txt", true});
     } else if (HasFile(app_dir, "pyproject.toml")) {
-      plan.steps.push_back({"pip install .", tools + " install-project"});
+      plan.steps.push_back({"pip install .", tools + " install-project", true});
     }
-    plan.steps.push_back({"console scripts", tools + " console-scripts"});
+    plan.steps.push_back({"console scripts", tools + " console-scripts", true});
   } else if (plan.kind == "node" || (plan.kind == "static" && has_package_json)) {
     ASSIGN_OR_RETURN(plan.steps, NpmSteps(app_dir, service, &package));
   }
@@ -432,6 +753,7 @@ std::string ReleaseManifest::ToJson() const {
               {"start_command", start_command},
               {"static_root", static_root},
               {"runtime_env", runtime_env}};
+  if (!deps_key.empty()) doc["deps_key"] = deps_key;
   return doc.dump(2) + "\n";
 }
 
@@ -444,7 +766,8 @@ Result<ReleaseManifest> ReleaseManifest::FromJson(const std::string& text) {
   for (auto [key, field] :
        {std::pair{"kind", &manifest.kind}, std::pair{"app_dir", &manifest.app_dir},
         std::pair{"start_command", &manifest.start_command},
-        std::pair{"static_root", &manifest.static_root}}) {
+        std::pair{"static_root", &manifest.static_root},
+        std::pair{"deps_key", &manifest.deps_key}}) {
     auto it = doc.find(key);
     if (it == doc.end()) continue;
     if (!it->is_string())

@@ -21,12 +21,14 @@
 // the builder's default (Node: "npm start"; Python: none -> error).
 //
 // Thread-safety: DetectBuildPlan is pure; Build may run for several services at once
-// (each in its own release directory).
+// (each in its own release directory), in one process or several, sharing one cache_dir;
+// PruneDependencyCache may run at the same time as builds.
 
 #include <sys/types.h>
 
 #include <chrono>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,6 +41,9 @@ namespace slipway {
 struct BuildStep {
   std::string name;     // what the user sees: "npm ci", "pip install -r requirements.txt"
   std::string command;  // run with /bin/sh -c in the release's app directory
+  // Part of the dependency install, which a build with a cache_dir may take from the
+  // cache instead (Python: create venv, pip install, console scripts; Node: npm ci).
+  bool installs_dependencies = false;
 };
 
 struct BuildPlan {
@@ -70,6 +75,8 @@ struct BuildRequest {
   std::function<bool()> cancelled;  // polled; true stops the build
   std::function<void(pid_t)> on_step_started;  // pgid of each step, for cleanup after a crash
   std::chrono::seconds step_timeout{std::chrono::minutes(20)};
+  // Dependency cache shared by builds (see "Dependency cache" below); "" for none.
+  std::string cache_dir;
 };
 
 struct ReleaseManifest {
@@ -78,6 +85,9 @@ struct ReleaseManifest {
   std::string start_command;  // shell command, run in app_dir
   std::string static_root;    // absolute, static sites only
   EnvMap runtime_env;         // added to the app's env (PATH with the venv, VIRTUAL_ENV...)
+  // The dependency cache entry the release uses (its key, 64 hex digits; "" for none).
+  // The release works as long as <cache_dir>/<deps_key> exists: keep it from pruning.
+  std::string deps_key;
   std::string ToJson() const;
   static Result<ReleaseManifest> FromJson(const std::string& json);
 };
@@ -99,6 +109,43 @@ struct ReleaseManifest {
 //   kResourceExhausted   the disk is full (a step saw ENOSPC, or copying/writing did),
 //                        naming the release directory
 //   kInvalidArgument     DetectBuildPlan's errors; kNotFound: no source_dir
+//
+// Dependency cache. With request.cache_dir set, a Python or Node app's dependency
+// install is taken from <cache_dir>/<key> when an earlier build made it with the same
+// inputs, and made there (then used) otherwise. The key is a SHA-256 of everything the
+// install depends on:
+//   Python  /usr/bin/python3's version and platform, the system site packages (their
+//           directories' mtimes), requirements.txt and the local files it includes with
+//           -r/-c or finds wheels in (--find-links), or pyproject.toml's dependencies,
+//           build requirements and requires-python (+ poetry.lock / uv.lock), PIP_* and
+//           PYTHONPATH
+//   Node    node -v, npm -v, the machine, the install command (npm ci / npm install),
+//           package-lock.json, npm-shrinkwrap.json, package.json's dependency fields,
+//           the app's and $HOME's .npmrc, NODE_ENV and NPM_CONFIG_*
+// Python: the entry holds a venv with the dependencies; the release gets its own small
+// venv (<app>/.venv, runtime_env as without the cache, plus the entry's bin on PATH)
+// that sees the entry's packages through a .pth file, then the project itself
+// (pyproject.toml with [build-system]) and the console scripts are installed into it.
+// Node: npm ci / npm install runs on package.json and the lockfile alone in the entry;
+// the release's node_modules is a tree of hard links to the entry's files (build steps
+// must replace, not rewrite, files in node_modules).
+// Not cached, with the reason in the log (`==> dependencies: not cached (...)`), are
+// installs that depend on the app's other files: editable or local-path requirements,
+// dynamic pyproject dependencies, file:/link: npm dependencies, npm workspaces, and
+// package.json install scripts (preinstall, install, postinstall, prepare...).
+// The log says `==> dependencies: reused cache <first 12 hex digits of the key>` when
+// the cache was used, or shows the install steps (`==> pip install -r
+// requirements.txt`, `==> npm ci`) followed by `==> dependencies: saved to cache
+// <key12>`. manifest.deps_key is the key. An entry is complete or absent: a failed,
+// cancelled or killed build leaves none that a later build uses.
 Result<ReleaseManifest> Build(const BuildRequest& request);
+
+// Removes the dependency cache entries that no kept release uses (`keys_in_use`: their
+// manifests' deps_key) and that no build has used for longer than `keep_unused_for`
+// (which must exceed the longest build plus the time until its release is recorded),
+// and the temp entries of builds whose process is gone. OK when cache_dir does not
+// exist. Safe while builds run. Errors: the first directory that could not be removed.
+Status PruneDependencyCache(const std::string& cache_dir, const std::set<std::string>& keys_in_use,
+                            std::chrono::hours keep_unused_for);
 
 }  // namespace slipway

@@ -157,41 +157,171 @@ def install_requirements(path):
         os.remove(pending)
 
 
-def install_project():
+def read_pyproject():
     import tomllib
     try:
         with open("pyproject.toml", "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f), None
     except (OSError, tomllib.TOMLDecodeError) as e:
-        say(f"pyproject.toml: {e}")
+        return None, f"pyproject.toml: {e}"
+
+
+def is_packaged(data):
+    return data.get("build-system") is not None or os.path.exists("setup.py")
+
+
+def install_project(deps=True, project=True):
+    data, error = read_pyproject()
+    if error:
+        say(error)
         return 1
-    project = data.get("project") or {}
+    project_table = data.get("project") or {}
     build = data.get("build-system")
-    packaged = build is not None or os.path.exists("setup.py")
-    if "dependencies" in project.get("dynamic", []):
+    packaged = is_packaged(data)
+    if "dependencies" in project_table.get("dynamic", []):
         return pip_install(["--no-build-isolation", "."])
-    dists = installed()
-    pending = []
-    specs = list(project.get("dependencies", []))
-    if packaged and build:
-        specs += build.get("requires", [])  # needed in the venv: no build isolation
-    for spec in specs:
-        ok, dist = check(spec, dists)
-        if ok:
-            report_satisfied(spec, dist)
+    if deps:
+        dists = installed()
+        pending = []
+        specs = list(project_table.get("dependencies", []))
+        if packaged and build:
+            specs += build.get("requires", [])  # needed in the venv: no build isolation
+        for spec in specs:
+            ok, dist = check(spec, dists)
+            if ok:
+                report_satisfied(spec, dist)
+            else:
+                pending.append(spec)
+        if pending:
+            rc = pip_install(pending)
+            if rc != 0:
+                return rc
         else:
-            pending.append(spec)
-    if pending:
-        rc = pip_install(pending)
-        if rc != 0:
-            return rc
-    else:
-        say("All dependencies are already satisfied; nothing to download.")
+            say("All dependencies are already satisfied; nothing to download.")
+    if not project:
+        return 0
     if not packaged:
         say("pyproject.toml has no [build-system]: its dependencies are installed, "
             "the project itself runs from the app directory")
         return 0
     return pip_install(["--no-build-isolation", "--no-deps", "."])
+
+
+def file_digest(path):
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+FIND_LINKS = re.compile(r"^(?:-f\s*|--find-links(?:\s*=\s*|\s+))(\S+)$")
+LOCAL_PATH = re.compile(r"^(\.|/|~|file:)")
+
+
+def requirements_inputs(path, files, seen):
+    """Digests of path and the local files it includes; the reason it cannot be cached."""
+    real = os.path.realpath(path)
+    if real in seen:
+        return None
+    seen.add(real)
+    files[os.path.relpath(real)] = file_digest(path)
+    base = os.path.dirname(os.path.abspath(path))
+    for line in logical_lines(path):
+        line = COMMENT.sub("", line).strip()
+        if not line:
+            continue
+        include = INCLUDE.match(line)
+        if include:
+            target = include.group(3)
+            if "://" in target:
+                return f"{path} includes {target} from the network"
+            target = os.path.join(base, target)
+            if not os.path.isfile(target):
+                return f"{path} includes {include.group(3)}, which is missing"
+            reason = requirements_inputs(target, files, seen)
+            if reason:
+                return reason
+            continue
+        if line.startswith(("-e", "--editable")):
+            return f"{path} installs an editable project ({line})"
+        if line.startswith("-"):
+            links = FIND_LINKS.match(line)
+            target = links.group(1) if links else ""
+            if target.startswith("file:"):
+                target = re.sub(r"^file:(//)?", "", target)
+            elif "file:" in line:
+                return f"{path} installs from a local index ({line})"
+            if target and "://" not in target:
+                # Local archives pip may pick from: their bytes are inputs too.
+                where = os.path.join(base, target)
+                names = sorted(os.listdir(where)) if os.path.isdir(where) else [""]
+                for name in names:
+                    found = os.path.join(where, name) if name else where
+                    if os.path.isfile(found):
+                        files[os.path.relpath(found)] = file_digest(found)
+            continue
+        spec = OPTIONS.split(line, maxsplit=1)[0]
+        if LOCAL_PATH.match(spec) or (os.sep in spec and os.path.exists(os.path.join(base, spec))):
+            return f"{path} installs the local path {spec}"
+    return None
+
+
+def fingerprint():
+    """One JSON line: what the dependency install depends on, or why it cannot be cached."""
+    import json
+    import platform
+    import site
+    out = {
+        "python": sys.version,
+        "implementation": sys.implementation.cache_tag,
+        "platform": sys.platform,
+        "machine": platform.machine(),
+        # A package added, upgraded or removed in the system site packages renames an
+        # entry there, which the directory's mtime shows.
+        "site": [[p, os.stat(p).st_mtime_ns] for p in site.getsitepackages()
+                 if os.path.isdir(p)],
+    }
+    reason = None
+    if os.path.isfile("requirements.txt"):
+        out["source"] = "requirements.txt"
+        files = {}
+        reason = requirements_inputs("requirements.txt", files, set())
+        out["files"] = files
+    else:
+        data, error = read_pyproject()
+        if error:
+            reason = error
+        else:
+            project_table = data.get("project") or {}
+            build = data.get("build-system") or {}
+            out["source"] = "pyproject.toml"
+            out["packaged"] = is_packaged(data)
+            out["dependencies"] = project_table.get("dependencies", [])
+            out["requires-python"] = project_table.get("requires-python")
+            out["build-requires"] = build.get("requires", []) if out["packaged"] else []
+            out["locks"] = {name: file_digest(name) for name in ("poetry.lock", "uv.lock")
+                            if os.path.isfile(name)}
+            if "dependencies" in project_table.get("dynamic", []):
+                reason = "pyproject.toml declares its dependencies dynamic"
+    out["cacheable"] = reason is None
+    if reason:
+        out["reason"] = reason
+    print(json.dumps(out, sort_keys=True), flush=True)
+    return 0
+
+
+def link_deps(venv):
+    """Makes the dependencies installed in another venv (same interpreter) visible to this one."""
+    import sysconfig
+    own = sysconfig.get_path("purelib")
+    lib = os.path.join(venv, os.path.relpath(own, sys.prefix))
+    if not os.path.isdir(lib):
+        say(f"{lib}: no such directory; the dependency cache entry is incomplete")
+        return 1
+    # An "import" line runs at startup: addsitedir also reads the other venv's .pth files.
+    with open(os.path.join(own, "_slipway_dependencies.pth"), "w", encoding="utf-8") as f:
+        f.write(f"import site; site.addsitedir({lib!r})\n")
+    say(f"dependencies from {lib}")
+    return 0
 
 
 SCRIPT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
@@ -252,9 +382,19 @@ def main(argv):
         return install_requirements(argv[1])
     if argv == ["install-project"]:
         return install_project()
+    if argv == ["install-project-dependencies"]:
+        return install_project(project=False)
+    if argv == ["install-project-only"]:
+        return install_project(deps=False)
     if argv == ["console-scripts"]:
         return console_scripts()
-    say("usage: python_tools.py install-requirements FILE | install-project | console-scripts")
+    if argv == ["fingerprint"]:
+        return fingerprint()
+    if len(argv) == 2 and argv[0] == "link-dependencies":
+        return link_deps(argv[1])
+    say("usage: python_tools.py install-requirements FILE | install-project | "
+        "install-project-dependencies | install-project-only | console-scripts | fingerprint | "
+        "link-dependencies VENV")
     return 2
 
 

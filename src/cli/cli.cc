@@ -199,6 +199,9 @@ void PrintServices(const std::string& project, const json& services) {
     rows.push_back({s.value("name", ""), active ? "#" + std::to_string(active) : "-",
                     active ? s.value("active_status", "") : "NOT DEPLOYED", replicas,
                     s.value("health", ""), s.value("url", "")});
+    if (!s.value("notice", "").empty()) {
+      notes.push_back("  " + s.value("name", "") + ": " + s.value("notice", ""));
+    }
     long long latest = s.value("latest_deployment_id", 0LL);
     if (latest != 0 && latest != active) {
       notes.push_back("  " + s.value("name", "") + ": latest deployment #" +
@@ -262,6 +265,70 @@ int DeploymentsCommand(const std::string& project_flag, const std::string& env,
     return 0;
   }
   PrintTable(rows);
+  return 0;
+}
+
+// ---- rollback / scale ------------------------------------------------------
+
+struct RollbackOptions {
+  std::string project;
+  std::string env = "production";
+  std::string service;
+  long long to = 0;
+};
+
+int RollbackCommand(const RollbackOptions& opts) {
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto project = ResolveProject(opts.project, ".");
+  if (!project.ok()) return PrintError(project.status());
+  std::string target =
+      "/v1/projects/" + UrlEncode(*project) + "/rollback?env=" + UrlEncode(opts.env);
+  if (!opts.service.empty()) target += "&service=" + UrlEncode(opts.service);
+  json body = json::object();
+  if (opts.to != 0) body["to"] = opts.to;
+  auto accepted = client->Post(target, body.dump(), "application/json", 60'000);
+  if (!accepted.ok()) return PrintError(accepted.status());
+  const std::string service = (*accepted)["service"];
+  std::printf("==> %s: deployment %lld (%s)\n", service.c_str(), (*accepted)["id"].get<long long>(),
+              (*accepted)["source"].get<std::string>().c_str());
+  std::fflush(stdout);
+  auto done = FollowDeployment(*client, (*accepted)["id"].get<int64_t>(), service);
+  if (!done.ok()) return PrintError(done.status());
+  if ((*done)["status"] != "ACTIVE") {
+    std::fprintf(stderr, "error: %s: rollback deployment %lld %s: %s\n", service.c_str(),
+                 (*accepted)["id"].get<long long>(), (*done)["status"].get<std::string>().c_str(),
+                 (*done)["error"].get<std::string>().c_str());
+    return 1;
+  }
+  std::printf("%s is live at %s\n", service.c_str(), (*done)["url"].get<std::string>().c_str());
+  return 0;
+}
+
+struct ScaleOptions {
+  std::string project;
+  std::string env = "production";
+  std::string assignment;  // "web=3"
+};
+
+int ScaleCommand(const ScaleOptions& opts) {
+  auto eq = opts.assignment.find('=');
+  int replicas = 0;
+  if (eq == std::string::npos || eq == 0 ||
+      std::sscanf(opts.assignment.c_str() + eq + 1, "%d", &replicas) != 1) {
+    return PrintError(
+        InvalidArgument("expected SERVICE=COUNT, like web=3 (got \"" + opts.assignment + "\")"));
+  }
+  const std::string service = opts.assignment.substr(0, eq);
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto project = ResolveProject(opts.project, ".");
+  if (!project.ok()) return PrintError(project.status());
+  std::string target = "/v1/projects/" + UrlEncode(*project) + "/scale?env=" + UrlEncode(opts.env) +
+                       "&service=" + UrlEncode(service);
+  auto res = client->Post(target, json{{"replicas", replicas}}.dump(), "application/json", 900'000);
+  if (!res.ok()) return PrintError(res.status());
+  std::printf("%s now runs %d replica(s)\n", service.c_str(), replicas);
   return 0;
 }
 
@@ -494,6 +561,21 @@ int RunCli(int argc, char** argv) {
   logs->add_option("--lines,-n", logs_opts.lines, "How many of the latest lines [100]");
   logs->add_option("--deployment", logs_opts.deployment, "A given deployment's logs");
 
+  RollbackOptions rollback_opts;
+  auto* rollback =
+      app.add_subcommand("rollback", "Bring back an earlier release without rebuilding");
+  rollback->add_option("service", rollback_opts.service, "Service [the project's only one]");
+  rollback->add_option("--to", rollback_opts.to, "Deployment whose release to bring back");
+  rollback->add_option("--project,-p", rollback_opts.project,
+                       "Project [from the current directory]");
+  rollback->add_option("--env,-e", rollback_opts.env, "Environment [production]");
+
+  ScaleOptions scale_opts;
+  auto* scale = app.add_subcommand("scale", "Set how many replicas a service runs");
+  scale->add_option("assignment", scale_opts.assignment, "SERVICE=COUNT, e.g. web=3")->required();
+  scale->add_option("--project,-p", scale_opts.project, "Project [from the current directory]");
+  scale->add_option("--env,-e", scale_opts.env, "Environment [production]");
+
   auto* certs = app.add_subcommand("certs", "Show the local CA to trust and the certificates");
   auto* metrics = app.add_subcommand("metrics", "Show per-route request metrics of the edge");
 
@@ -525,6 +607,8 @@ int RunCli(int argc, char** argv) {
   if (status->parsed()) return StatusCommand(project_flag, env);
   if (deployments->parsed()) return DeploymentsCommand(project_flag, env, dep_service, dep_limit);
   if (logs->parsed()) return LogsCommand(logs_opts);
+  if (rollback->parsed()) return RollbackCommand(rollback_opts);
+  if (scale->parsed()) return ScaleCommand(scale_opts);
   if (certs->parsed()) return CertsCommand();
   if (metrics->parsed()) return MetricsCommand();
   if (domains_add->parsed()) return DomainsAdd(domain_opts);

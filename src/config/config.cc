@@ -22,11 +22,42 @@ constexpr int kMaxReplicas = 32;
 
 // The keys a service accepts, in the order the docs list them.
 const std::vector<std::string>& ServiceKeys() {
-  static const std::vector<std::string> keys = {
-      "rootDirectory",      "builder",         "buildCommand",
-      "startCommand",       "staticDirectory", "healthcheckPath",
-      "healthcheckTimeout", "numReplicas",     "variables"};
+  static const std::vector<std::string> keys = {"rootDirectory",
+                                                "builder",
+                                                "buildCommand",
+                                                "startCommand",
+                                                "preDeployCommand",
+                                                "staticDirectory",
+                                                "healthcheckPath",
+                                                "healthcheckTimeout",
+                                                "healthcheckInterval",
+                                                "healthcheckHost",
+                                                "numReplicas",
+                                                "restartPolicyType",
+                                                "restartPolicyMaxRetries",
+                                                "drainingSeconds",
+                                                "overlapSeconds",
+                                                "keepReleases",
+                                                "autoRollback",
+                                                "variables"};
   return keys;
+}
+
+const std::vector<std::string>& AutoRollbackKeys() {
+  static const std::vector<std::string> keys = {"enabled",
+                                                "watchSeconds",
+                                                "failedHealthChecks",
+                                                "errorRatePercent",
+                                                "errorRateWindowSeconds",
+                                                "errorRateMinRequests",
+                                                "p95Ms",
+                                                "memoryMb"};
+  return keys;
+}
+
+const std::vector<std::string>& RestartPolicies() {
+  static const std::vector<std::string> policies = {"ON_FAILURE", "ALWAYS", "NEVER"};
+  return policies;
 }
 
 const std::vector<std::string>& Builders() {
@@ -242,6 +273,8 @@ class TomlReader {
                       const std::string& unit) const;
   Status ReadVariables(const toml::node& node, const std::string& table_name,
                        std::map<std::string, std::string>& out) const;
+  Status ReadAutoRollback(const toml::node& node, const std::string& variables_table,
+                          AutoRollbackConfig& out) const;
   Status ReadServices(const toml::node& node, std::vector<ServiceConfig>& out);
 
   const std::string& filename_;
@@ -376,6 +409,96 @@ Status TomlReader::ApplyServiceKey(const toml::key& key, const toml::node& node,
     ASSIGN_OR_RETURN(service.num_replicas, ReadInt(node, k, 1, kMaxReplicas, "an integer"));
   } else if (k == "variables") {
     RETURN_IF_ERROR(ReadVariables(node, variables_table, service.variables));
+  } else if (k == "preDeployCommand") {
+    RETURN_IF_ERROR(command(service.pre_deploy_command));
+  } else if (k == "healthcheckInterval") {
+    ASSIGN_OR_RETURN(service.healthcheck_interval,
+                     ReadInt(node, k, 1, kMaxHealthcheckTimeout, "a whole number of seconds"));
+  } else if (k == "healthcheckHost") {
+    ASSIGN_OR_RETURN(service.healthcheck_host, ReadString(node, k, "a host name"));
+    if (service.healthcheck_host.empty() ||
+        service.healthcheck_host.find_first_of(" \t\r\n/") != std::string::npos) {
+      return ErrorAt(node,
+                     "\"healthcheckHost\" must be a host name like \"api.example.com\" (got " +
+                         Quote(service.healthcheck_host) + ")");
+    }
+  } else if (k == "restartPolicyType") {
+    ASSIGN_OR_RETURN(std::string policy,
+                     ReadString(node, k, "one of \"ON_FAILURE\", \"ALWAYS\", \"NEVER\""));
+    const auto& policies = RestartPolicies();
+    if (std::find(policies.begin(), policies.end(), policy) == policies.end()) {
+      auto suggestion = Suggest(policy, policies);
+      return ErrorAt(node,
+                     "\"restartPolicyType\" must be one of \"ON_FAILURE\", \"ALWAYS\", "
+                     "\"NEVER\" (got " +
+                         Quote(policy) +
+                         (suggestion ? "; did you mean " + Quote(*suggestion) + "?" : "") + ")");
+    }
+    service.restart_policy = policy;
+  } else if (k == "restartPolicyMaxRetries") {
+    ASSIGN_OR_RETURN(service.restart_max_retries, ReadInt(node, k, 0, 1000, "an integer"));
+  } else if (k == "drainingSeconds") {
+    ASSIGN_OR_RETURN(service.draining_seconds,
+                     ReadInt(node, k, 0, kMaxHealthcheckTimeout, "a whole number of seconds"));
+  } else if (k == "overlapSeconds") {
+    ASSIGN_OR_RETURN(service.overlap_seconds,
+                     ReadInt(node, k, 0, kMaxHealthcheckTimeout, "a whole number of seconds"));
+  } else if (k == "keepReleases") {
+    ASSIGN_OR_RETURN(service.keep_releases, ReadInt(node, k, 1, 1000, "an integer"));
+  } else if (k == "autoRollback") {
+    RETURN_IF_ERROR(ReadAutoRollback(node, variables_table, service.auto_rollback));
+  }
+  return Status::Ok();
+}
+
+Status TomlReader::ReadAutoRollback(const toml::node& node, const std::string& variables_table,
+                                    AutoRollbackConfig& out) const {
+  // "[services.web.variables]" -> "[services.web.autoRollback]"; "[variables]" -> "[autoRollback]"
+  std::string context = "[autoRollback]";
+  if (auto dot = variables_table.rfind('.'); dot != std::string::npos) {
+    context = variables_table.substr(0, dot) + ".autoRollback]";
+  }
+  const auto* table = node.as_table();
+  if (table == nullptr) {
+    return ErrorAt(
+        node, "\"autoRollback\" must be a table like " + context + " (got " + Describe(node) + ")");
+  }
+  for (const auto& [key, value] : InSourceOrder(*table)) {
+    const std::string k(key->str());
+    if (k == "enabled") {
+      const auto* b = value->as_boolean();
+      if (b == nullptr) {
+        return ErrorAt(*value, "\"enabled\" must be true or false (got " + Describe(*value) + ")");
+      }
+      out.enabled = b->get();
+    } else if (k == "watchSeconds") {
+      ASSIGN_OR_RETURN(out.watch_seconds,
+                       ReadInt(*value, k, 0, 86400, "a whole number of seconds"));
+    } else if (k == "failedHealthChecks") {
+      ASSIGN_OR_RETURN(out.failed_health_checks, ReadInt(*value, k, 0, 1000, "an integer"));
+    } else if (k == "errorRatePercent") {
+      double percent = -1;
+      if (const auto* f = value->as_floating_point()) percent = f->get();
+      if (const auto* i = value->as_integer()) percent = static_cast<double>(i->get());
+      if (!(percent >= 0 && percent <= 100)) {
+        return ErrorAt(*value, "\"errorRatePercent\" must be a number from 0 to 100 (got " +
+                                   Describe(*value) + ")");
+      }
+      out.error_rate_percent = percent;
+    } else if (k == "errorRateWindowSeconds") {
+      ASSIGN_OR_RETURN(out.error_rate_window_seconds,
+                       ReadInt(*value, k, 1, 86400, "a whole number of seconds"));
+    } else if (k == "errorRateMinRequests") {
+      ASSIGN_OR_RETURN(out.error_rate_min_requests, ReadInt(*value, k, 1, 1000000, "an integer"));
+    } else if (k == "p95Ms") {
+      ASSIGN_OR_RETURN(out.p95_ms,
+                       ReadInt(*value, k, 0, 3600000, "a whole number of milliseconds"));
+    } else if (k == "memoryMb") {
+      ASSIGN_OR_RETURN(out.memory_mb, ReadInt(*value, k, 0, 1 << 20, "a whole number of MiB"));
+    } else {
+      return ErrorAt(key->source().begin, "unknown key " + Quote(k) + " in " + context +
+                                              DidYouMean(k, AutoRollbackKeys()));
+    }
   }
   return Status::Ok();
 }
@@ -615,6 +738,23 @@ std::string ServiceConfigToJson(const ServiceConfig& config) {
   j["numReplicas"] = config.num_replicas;
   j["variables"] = config.variables;
   j["procfileRelease"] = config.procfile_release;
+  j["preDeployCommand"] = config.pre_deploy_command;
+  j["healthcheckHost"] = config.healthcheck_host;
+  j["healthcheckInterval"] = config.healthcheck_interval;
+  j["drainingSeconds"] = config.draining_seconds;
+  j["overlapSeconds"] = config.overlap_seconds;
+  j["restartPolicyType"] = config.restart_policy;
+  j["restartPolicyMaxRetries"] = config.restart_max_retries;
+  j["keepReleases"] = config.keep_releases;
+  const AutoRollbackConfig& ar = config.auto_rollback;
+  j["autoRollback"] = {{"enabled", ar.enabled},
+                       {"watchSeconds", ar.watch_seconds},
+                       {"failedHealthChecks", ar.failed_health_checks},
+                       {"errorRatePercent", ar.error_rate_percent},
+                       {"errorRateWindowSeconds", ar.error_rate_window_seconds},
+                       {"errorRateMinRequests", ar.error_rate_min_requests},
+                       {"p95Ms", ar.p95_ms},
+                       {"memoryMb", ar.memory_mb}};
   // Replace invalid UTF-8 rather than throw: the config came from text we accepted.
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
@@ -655,6 +795,32 @@ Result<ServiceConfig> ServiceConfigFromJson(const std::string& json) {
       int_field("healthcheckTimeout", 1, kMaxHealthcheckTimeout, config.healthcheck_timeout));
   RETURN_IF_ERROR(int_field("numReplicas", 1, kMaxReplicas, config.num_replicas));
   RETURN_IF_ERROR(string_field("procfileRelease", config.procfile_release));
+  RETURN_IF_ERROR(string_field("preDeployCommand", config.pre_deploy_command));
+  RETURN_IF_ERROR(string_field("healthcheckHost", config.healthcheck_host));
+  RETURN_IF_ERROR(
+      int_field("healthcheckInterval", 1, kMaxHealthcheckTimeout, config.healthcheck_interval));
+  RETURN_IF_ERROR(int_field("drainingSeconds", 0, kMaxHealthcheckTimeout, config.draining_seconds));
+  RETURN_IF_ERROR(int_field("overlapSeconds", 0, kMaxHealthcheckTimeout, config.overlap_seconds));
+  RETURN_IF_ERROR(string_field("restartPolicyType", config.restart_policy));
+  RETURN_IF_ERROR(int_field("restartPolicyMaxRetries", 0, 1000, config.restart_max_retries));
+  RETURN_IF_ERROR(int_field("keepReleases", 1, 1000, config.keep_releases));
+  if (auto it = j.find("autoRollback"); it != j.end() && it->is_object()) {
+    AutoRollbackConfig& ar = config.auto_rollback;
+    const nlohmann::json& a = *it;
+    try {
+      ar.enabled = a.value("enabled", ar.enabled);
+      ar.watch_seconds = a.value("watchSeconds", ar.watch_seconds);
+      ar.failed_health_checks = a.value("failedHealthChecks", ar.failed_health_checks);
+      ar.error_rate_percent = a.value("errorRatePercent", ar.error_rate_percent);
+      ar.error_rate_window_seconds =
+          a.value("errorRateWindowSeconds", ar.error_rate_window_seconds);
+      ar.error_rate_min_requests = a.value("errorRateMinRequests", ar.error_rate_min_requests);
+      ar.p95_ms = a.value("p95Ms", ar.p95_ms);
+      ar.memory_mb = a.value("memoryMb", ar.memory_mb);
+    } catch (const nlohmann::json::exception&) {
+      return InvalidArgument(where + "\"autoRollback\" holds a value of the wrong type");
+    }
+  }
   if (auto it = j.find("variables"); it != j.end()) {
     if (!it->is_object()) return InvalidArgument(where + "\"variables\" must be an object");
     for (const auto& [key, value] : it->items()) {

@@ -18,6 +18,19 @@
 
 namespace slipway {
 
+// When a fresh deployment is rolled back by itself: within `watch_seconds` of going live,
+// on the first trigger that fires. A threshold of 0 turns its trigger off.
+struct AutoRollbackConfig {
+  bool enabled = true;
+  int watch_seconds = 300;
+  int failed_health_checks = 3;   // consecutive failed probes of one replica
+  double error_rate_percent = 5;  // share of 5xx answers over the window
+  int error_rate_window_seconds = 60;
+  int error_rate_min_requests = 20;  // fewer requests in the window: no verdict
+  int p95_ms = 0;                    // p95 latency over the same window
+  int memory_mb = 0;                 // resident memory of one replica
+};
+
 struct ServiceConfig {
   std::string name = "web";
   std::string root_directory = ".";  // relative to the project directory; no ".." escapes
@@ -30,6 +43,17 @@ struct ServiceConfig {
   int num_replicas = 1;
   std::map<std::string, std::string> variables;
   std::string procfile_release;  // Procfile `release:` command, if any
+  // Runs once per deploy in the new release, before the switch; "" : the Procfile's
+  // release: command, if any.
+  std::string pre_deploy_command;
+  std::string healthcheck_host;  // Host header of health checks; "" : the public host
+  int healthcheck_interval = 5;  // seconds between probes while a deploy is watched
+  int draining_seconds = 30;     // in-flight requests may finish this long after the switch
+  int overlap_seconds = 0;       // old replicas stay up this long after the switch
+  std::string restart_policy = "ON_FAILURE";  // "ON_FAILURE", "ALWAYS", "NEVER"
+  int restart_max_retries = 10;               // ON_FAILURE restarts before CRASHED
+  int keep_releases = 10;                     // successful releases kept for rollback
+  AutoRollbackConfig auto_rollback;
 };
 
 struct ProjectConfig {

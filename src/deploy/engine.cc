@@ -1,15 +1,20 @@
 #include "deploy/engine.h"
 
+#include <dirent.h>
 #include <signal.h>
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "build/builder.h"
@@ -47,10 +52,23 @@ struct UploadDir {
   std::string path;
 };
 
+// Work for a service's worker, done in order, one at a time.
 struct Job {
-  int64_t deployment_id = 0;
+  enum class Kind { kDeploy, kScale };
+  Kind kind = Kind::kDeploy;
+  int64_t deployment_id = 0;  // kDeploy; a rollback's deployment has its release already
   std::shared_ptr<UploadDir> upload;
-  std::string source_dir;  // the service's root inside the upload
+  std::string source_dir;                      // the service's root inside the upload
+  int replicas = 0;                            // kScale
+  std::shared_ptr<std::promise<Status>> done;  // kScale: its outcome
+};
+
+// Counters of a service's routes at one moment, for rates over a window.
+struct TrafficSample {
+  std::chrono::steady_clock::time_point at;
+  uint64_t requests = 0;
+  uint64_t errors = 0;                 // 5xx
+  std::map<double, uint64_t> latency;  // bucket upper bound (ms) -> count
 };
 
 struct LiveReplica {
@@ -59,9 +77,12 @@ struct LiveReplica {
   int port = 0;
   ReplicaHandle handle;
   ReplicaSpec spec;
-  std::string state;  // "running", "starting", "restarting", "crashed"
+  // "starting", "running", "restarting", "crashed" (gave up), "exited" (exit 0, not
+  // restarted by the policy), "stopped"
+  std::string state;
   int restarts = 0;
   std::chrono::steady_clock::time_point next_attempt{};
+  int failed_probes = 0;  // consecutive, while the deployment is watched
 };
 
 // What the engine knows about a deployment whose replicas may be running.
@@ -76,7 +97,48 @@ struct LiveDeployment {
   ReleaseManifest manifest;
   std::vector<LiveReplica> replicas;
   bool crashed = false;
+  // Automatic rollback: the deployment it replaced, and until when it is watched.
+  int64_t previous_id = 0;
+  std::chrono::steady_clock::time_point watch_until{};
+  std::chrono::steady_clock::time_point next_probe{};
+  std::deque<TrafficSample> samples;  // oldest first
+  // Traffic counts only once the replaced deployment has no request left in flight:
+  // its late answers (errors, slow ones) must not be blamed on this one.
+  bool traffic_watched = false;
 };
+
+// Resident memory of every process in process group `pgid` (an app and its children).
+uint64_t GroupResidentBytes(pid_t pgid) {
+  if (pgid <= 0) return 0;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return 0;
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  uint64_t total = 0;
+  while (dirent* entry = readdir(proc)) {
+    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+    const std::string dir = std::string("/proc/") + entry->d_name;
+    auto stat = ReadFile(dir + "/stat");
+    if (!stat.ok()) continue;
+    // pid (comm) state ppid pgrp ...: comm may hold spaces, so count from its ')'.
+    auto close = stat->rfind(')');
+    if (close == std::string::npos) continue;
+    long ppid = 0, pgrp = 0;
+    char state = 0;
+    if (std::sscanf(stat->c_str() + close + 1, " %c %ld %ld", &state, &ppid, &pgrp) != 3) continue;
+    if (pgrp != pgid || state == 'Z') continue;
+    auto statm = ReadFile(dir + "/statm");
+    unsigned long long size = 0, resident = 0;
+    if (statm.ok() && std::sscanf(statm->c_str(), "%llu %llu", &size, &resident) == 2) {
+      total += resident * page;
+    }
+  }
+  closedir(proc);
+  return total;
+}
+
+bool Terminal(const std::string& replica_state) {
+  return replica_state == "crashed" || replica_state == "exited" || replica_state == "stopped";
+}
 
 }  // namespace
 
@@ -96,6 +158,7 @@ class DeployEngine::Impl {
       RETURN_IF_ERROR(MakeDirs(options_.home + "/" + dir));
     }
     monitor_ = std::thread([this] { MonitorLoop(); });
+    watcher_ = std::thread([this] { WatchLoop(); });
     return Status::Ok();
   }
 
@@ -189,9 +252,10 @@ class DeployEngine::Impl {
     ASSIGN_OR_RETURN(EnvironmentRecord env,
                      store_.EnsureEnvironment(project.id, request.environment));
     for (size_t i = 0; i < chosen.size(); ++i) {
-      const ServiceConfig& svc_config = *chosen[i];
+      ServiceConfig svc_config = *chosen[i];
       ASSIGN_OR_RETURN(ServiceRecord svc,
                        store_.EnsureService(project.id, env.id, svc_config.name));
+      if (svc.scale > 0) svc_config.num_replicas = svc.scale;  // `slipway scale` wins
       std::string config_json = ServiceConfigToJson(svc_config);
       RETURN_IF_ERROR(store_.SetServiceConfig(svc.id, config_json));
       ASSIGN_OR_RETURN(DeploymentRecord dep,
@@ -200,22 +264,32 @@ class DeployEngine::Impl {
                             "deployment " + std::to_string(dep.id) + " queued");
       accepted.deployments.push_back(dep);
       accepted.service_names.push_back(svc_config.name);
-      Enqueue(svc.id, Job{dep.id, upload, source_dirs[i]});
+      Job job;
+      job.deployment_id = dep.id;
+      job.upload = upload;
+      job.source_dir = source_dirs[i];
+      Enqueue(svc.id, std::move(job));
     }
     return accepted;
   }
 
   void Enqueue(int64_t service_id, Job job) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) return;
-    auto& queue = queues_[service_id];
-    // A newer deploy supersedes one still waiting: users want their latest code.
-    for (const Job& waiting : queue.jobs) {
-      (void)store_.SetDeploymentStatus(
-          waiting.deployment_id, kSkipped,
-          "superseded by deployment " + std::to_string(job.deployment_id));
+    if (stopping_) {
+      if (job.done) job.done->set_value(Unavailable("Slipway is stopping"));
+      return;
     }
-    queue.jobs.clear();
+    auto& queue = queues_[service_id];
+    if (job.kind == Job::Kind::kDeploy) {
+      // A newer deploy supersedes one still waiting: users want their latest code.
+      std::erase_if(queue.jobs, [&](const Job& waiting) {
+        if (waiting.kind != Job::Kind::kDeploy) return false;
+        (void)store_.SetDeploymentStatus(
+            waiting.deployment_id, kSkipped,
+            "superseded by deployment " + std::to_string(job.deployment_id));
+        return true;
+      });
+    }
     queue.jobs.push_back(std::move(job));
     if (!queue.worker_running) {
       queue.worker_running = true;
@@ -236,7 +310,11 @@ class DeployEngine::Impl {
         job = std::move(queue.jobs.front());
         queue.jobs.pop_front();
       }
-      RunDeployment(job);
+      if (job.kind == Job::Kind::kScale) {
+        job.done->set_value(RunScale(service_id, job.replicas));
+      } else {
+        RunDeployment(job);
+      }
     }
   }
 
@@ -293,16 +371,34 @@ class DeployEngine::Impl {
     if (!names.ok()) return Fail(svc->id, dep->id, kBuildFailed, names.status().message());
     auto config = ServiceConfigFromJson(dep->config_json);
     if (!config.ok()) return Fail(svc->id, dep->id, kBuildFailed, config.status().message());
+    if (Status st = MakeDirs(DeploymentDir(dep->id)); !st.ok()) {
+      return Fail(svc->id, dep->id, kBuildFailed, st.message());
+    }
+
+    if (dep->release_id != 0) {
+      // A rollback: the release exists; nothing is built.
+      auto release = store_.GetRelease(dep->release_id);
+      if (!release.ok()) return Fail(svc->id, dep->id, kDeployFailed, release.status().message());
+      auto manifest = ReleaseManifest::FromJson(release->manifest_json);
+      if (!manifest.ok() || !IsDirectory(release->path)) {
+        return Fail(svc->id, dep->id, kDeployFailed,
+                    "the release of deployment " + std::to_string(release->deployment_id) +
+                        " is no longer kept (keepReleases); deploy the code again instead");
+      }
+      (void)AppendFile(BuildLogPath(dep->id), "==> reusing release " + std::to_string(release->id) +
+                                                  " (built by deployment " +
+                                                  std::to_string(release->deployment_id) +
+                                                  "); nothing to build\n");
+      return Activate(MakeLive(dep->id, svc->id, *names, *config, *manifest), /*pre_deploy=*/false);
+    }
 
     (void)store_.SetDeploymentStatus(dep->id, kBuilding);
     (void)store_.AddEvent(svc->id, dep->id, "build.started", "build started");
     std::string log_path = BuildLogPath(dep->id);
-    if (Status st = MakeDirs(DeploymentDir(dep->id)); !st.ok()) {
-      return Fail(svc->id, dep->id, kBuildFailed, st.message());
-    }
     BuildRequest build;
     build.source_dir = job.source_dir;
     build.release_dir = options_.home + "/releases/" + std::to_string(dep->id);
+    build.cache_dir = options_.home + "/cache/deps";
     build.log_path = log_path;
     build.service = *config;
     build.build_env = BuildEnv(*names, *config, dep->id);
@@ -324,7 +420,7 @@ class DeployEngine::Impl {
     (void)store_.AddEvent(svc->id, dep->id, "build.succeeded",
                           "release " + std::to_string(release->id) + " built");
 
-    Activate(MakeLive(dep->id, svc->id, *names, *config, *manifest));
+    Activate(MakeLive(dep->id, svc->id, *names, *config, *manifest), /*pre_deploy=*/true);
   }
 
   // A deployment with its release, before any replica runs.
@@ -391,8 +487,8 @@ class DeployEngine::Impl {
     (void)store_.UpsertReplica(rec);
   }
 
-  void StopReplica(const LiveDeployment& ld, LiveReplica& r) {
-    if (r.handle.shim_pid != 0) (void)supervisor_.Stop(r.handle, options_.stop_grace);
+  void StopReplica(const LiveDeployment& ld, LiveReplica& r, std::chrono::milliseconds grace) {
+    if (r.handle.shim_pid != 0) (void)supervisor_.Stop(r.handle, grace);
     r.state = "stopped";
     SaveReplicaState(ld, r);
   }
@@ -401,57 +497,121 @@ class DeployEngine::Impl {
     HealthCheckSpec spec;
     spec.port = port;
     spec.path = ld.config.healthcheck_path;
-    spec.host_header = ld.host;
+    spec.host_header = ld.config.healthcheck_host.empty() ? ld.host : ld.config.healthcheck_host;
     spec.timeout = std::chrono::seconds(ld.config.healthcheck_timeout);
     return spec;
   }
 
-  // Starts the replicas, waits for their health, switches traffic, retires the old.
-  void Activate(LiveDeployment ld) {
+  // Runs the release's pre-deploy command (preDeployCommand, else the Procfile's
+  // release:) once, in the app directory with the app's variables; its output goes to
+  // the build log, which `slipway up` shows.
+  Status RunPreDeploy(const LiveDeployment& ld) {
+    std::string command = ld.config.pre_deploy_command.empty() ? ld.config.procfile_release
+                                                               : ld.config.pre_deploy_command;
+    if (command.empty()) {
+      // A slipway.toml beside a Procfile: the Procfile's release: still counts.
+      if (auto text = ReadFile(ld.manifest.app_dir + "/Procfile"); text.ok()) {
+        if (auto lines = ParseProcfile(*text); lines.ok()) {
+          for (const auto& [type, line] : *lines) {
+            if (type == "release") command = line;
+          }
+        }
+      }
+    }
+    if (command.empty()) return Status::Ok();
+    const std::string log_path = BuildLogPath(ld.id);
+    (void)AppendFile(log_path, "==> pre-deploy command: " + command + "\n");
+    (void)store_.AddEvent(ld.service_id, ld.id, "predeploy.started", command);
+    SpawnOptions spawn;
+    spawn.argv = {"/bin/sh", "-c", command};
+    spawn.env = AppEnv(ld, 0, 0);
+    spawn.env.erase("PORT");
+    spawn.env.erase("SLIPWAY_REPLICA_INDEX");
+    spawn.cwd = ld.manifest.app_dir;
+    RunOptions run;
+    run.timeout = std::chrono::minutes(30);
+    run.cancelled = [this] { return stopping_.load(); };
+    run.on_line = [&](std::string_view line) {
+      (void)AppendFile(log_path, std::string(line) + "\n");
+    };
+    ASSIGN_OR_RETURN(CommandOutcome outcome, RunCommand(spawn, run));
+    const std::string what = "pre-deploy command `" + command + "`";
+    if (outcome.cancelled) return Unavailable("interrupted: the daemon stopped during the " + what);
+    if (outcome.timed_out) return DeadlineExceeded(what + " timed out after 30 minutes");
+    if (outcome.exit_code != 0) {
+      return FailedPrecondition(what + " failed with exit code " +
+                                std::to_string(outcome.exit_code) +
+                                "; the previous release keeps serving");
+    }
+    (void)AppendFile(log_path, "==> pre-deploy command succeeded\n");
+    return Status::Ok();
+  }
+
+  // Starts replica `index` of `ld` and waits for its health check. On failure the
+  // replica is stopped and the error says why, with the app's last log lines.
+  Result<LiveReplica> StartHealthy(const LiveDeployment& ld, int index) {
+    ASSIGN_OR_RETURN(LiveReplica r, StartReplica(ld, index));
+    Status health = WaitHealthy(HealthSpec(ld, r.port), clock_,
+                                [&] { return supervisor_.Running(r.handle) && !stopping_.load(); });
+    if (!health.ok()) {
+      std::string reason = health.message();
+      if (!supervisor_.Running(r.handle)) {
+        // Give the shim a moment to record the exit code it saw.
+        auto code = WaitForExitCode(r.handle);
+        reason = code ? "app exited with code " + std::to_string(*code) +
+                            " before its health check passed"
+                      : "app exited before its health check passed";
+      }
+      if (stopping_.load()) reason = "interrupted: the daemon stopped during this deploy";
+      std::string tail = LogTail(r.spec.log_path, "last lines of the app's log:");
+      StopReplica(ld, r, std::chrono::milliseconds(0));
+      return Unavailable(reason + tail);
+    }
+    r.state = "running";
+    SaveReplicaState(ld, r);
+    return r;
+  }
+
+  // Runs the pre-deploy command, starts the replicas, waits for their health, switches
+  // traffic, then retires the deployment that served before. `pre_deploy` is false for a
+  // rollback, which reuses a release that ran it already and is not watched afterwards.
+  void Activate(LiveDeployment ld, bool pre_deploy) {
     (void)store_.SetDeploymentStatus(ld.id, kDeploying);
+    if (pre_deploy) {
+      if (Status st = RunPreDeploy(ld); !st.ok()) {
+        return Fail(ld.service_id, ld.id, kDeployFailed,
+                    st.message() + LogTail(BuildLogPath(ld.id), "last lines of its output:"));
+      }
+    }
     (void)store_.AddEvent(ld.service_id, ld.id, "deploy.started", "starting replicas");
-    bool is_static = ld.manifest.kind == "static";
-    if (!is_static) {
+    if (ld.manifest.kind != "static") {
       for (int i = 0; i < std::max(1, ld.config.num_replicas); ++i) {
-        auto r = StartReplica(ld, i);
+        auto r = StartHealthy(ld, i);
         if (!r.ok()) {
-          StopAll(ld);
+          StopAll(ld, std::chrono::milliseconds(0));
           return Fail(ld.service_id, ld.id, kDeployFailed,
-                      "cannot start replica " + std::to_string(i) + ": " + r.status().message());
+                      (i > 0 ? "replica " + std::to_string(i) + ": " : "") + r.status().message());
         }
         ld.replicas.push_back(std::move(*r));
-      }
-      for (auto& r : ld.replicas) {
-        Status health = WaitHealthy(HealthSpec(ld, r.port), clock_, [&] {
-          return supervisor_.Running(r.handle) && !stopping_.load();
-        });
-        if (!health.ok()) {
-          std::string reason = health.message();
-          if (!supervisor_.Running(r.handle)) {
-            // Give the shim a moment to record the exit code it saw.
-            auto code = WaitForExitCode(r.handle);
-            reason = code ? "app exited with code " + std::to_string(*code) +
-                                " before its health check passed"
-                          : "app exited before its health check passed";
-          }
-          if (stopping_.load()) reason = "interrupted: the daemon stopped during this deploy";
-          std::string tail = LogTail(r.spec.log_path, "last lines of the app's log:");
-          StopAll(ld);
-          return Fail(ld.service_id, ld.id, kDeployFailed, reason + tail);
-        }
-        r.state = "running";
-        SaveReplicaState(ld, r);
       }
       (void)store_.AddEvent(ld.service_id, ld.id, "health.passed",
                             std::to_string(ld.replicas.size()) + " replica(s) healthy");
     }
 
     int64_t previous = 0;
+    const auto now = clock_.Monotonic();
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = routed_.find(ld.service_id);
       if (it != routed_.end()) previous = it->second;
       routed_[ld.service_id] = ld.id;
+      ld.previous_id = previous;
+      const AutoRollbackConfig& ar = ld.config.auto_rollback;
+      // A rollback is not watched: rolling it back would bring back what it replaced.
+      if (pre_deploy && ar.enabled && ar.watch_seconds > 0 && previous != 0) {
+        ld.watch_until = now + std::chrono::seconds(ar.watch_seconds);
+        ld.next_probe = now + std::chrono::seconds(ld.config.healthcheck_interval);
+      }
       live_[ld.id] = ld;
     }
     PublishRoutes();
@@ -460,7 +620,8 @@ class DeployEngine::Impl {
     (void)store_.AddEvent(ld.service_id, ld.id, "deploy.active",
                           "deployment " + std::to_string(ld.id) + " is live at " +
                               Url(ld.project, ld.environment, ld.service));
-    if (previous != 0 && previous != ld.id) Retire(previous);
+    if (previous != 0 && previous != ld.id) RetireLater(previous, ld.config, ld.id);
+    PruneReleases(ld.service_id, ld.config.keep_releases);
   }
 
   std::optional<int> WaitForExitCode(const ReplicaHandle& handle) {
@@ -472,12 +633,58 @@ class DeployEngine::Impl {
     return supervisor_.ExitCode(handle);
   }
 
-  void StopAll(LiveDeployment& ld) {
-    for (auto& r : ld.replicas) StopReplica(ld, r);
+  void StopAll(LiveDeployment& ld, std::chrono::milliseconds grace) {
+    for (auto& r : ld.replicas) StopReplica(ld, r, grace);
   }
 
-  // Takes a deployment out of service: DRAINING while its replicas stop, then REMOVED.
-  void Retire(int64_t deployment_id) {
+  // Waits up to `d` unless the engine stops first; false when it stopped.
+  bool SleepUnlessStopping(std::chrono::milliseconds d) {
+    std::unique_lock<std::mutex> lock(stop_mu_);
+    return !stop_cv_.wait_for(lock, d, [this] { return stopping_.load(); });
+  }
+
+  // Requests the edge is still serving from these replicas.
+  int InFlight(const std::vector<LiveReplica>& replicas) {
+    if (!options_.edge_stats) return 0;
+    auto stats = options_.edge_stats();
+    if (!stats.ok()) return 0;
+    int total = 0;
+    for (const UpstreamLoad& load : stats->upstreams) {
+      for (const auto& r : replicas) {
+        if (load.port == r.port && load.address == "127.0.0.1") total += load.in_flight;
+      }
+    }
+    return total;
+  }
+
+  // Lets the requests still in flight at these replicas finish (up to draining_seconds),
+  // then stops them: SIGTERM, SIGKILL after the grace. Returns false when the engine
+  // stopped meanwhile and the replicas were left to the next daemon.
+  bool DrainAndStop(LiveDeployment& ld, const std::vector<size_t>& which, int overlap_seconds,
+                    int draining_seconds, const std::function<void()>& drained = nullptr) {
+    std::vector<LiveReplica> replicas;
+    for (size_t i : which) replicas.push_back(ld.replicas[i]);
+    if (overlap_seconds > 0 && !SleepUnlessStopping(std::chrono::seconds(overlap_seconds))) {
+      if (!stop_apps_on_shutdown_.load()) return false;
+    }
+    const auto deadline = clock_.Monotonic() + std::chrono::seconds(draining_seconds);
+    // A request routed just before the switch counts as in flight only once the edge has
+    // picked its replica: give such stragglers a moment to show up first.
+    if (draining_seconds > 0) SleepUnlessStopping(std::chrono::milliseconds(200));
+    while (!stopping_.load() && clock_.Monotonic() < deadline && InFlight(replicas) > 0) {
+      SleepUnlessStopping(std::chrono::milliseconds(100));
+    }
+    if (stopping_.load() && !stop_apps_on_shutdown_.load()) return false;
+    if (drained) drained();
+    for (size_t i : which) StopReplica(ld, ld.replicas[i], options_.stop_grace);
+    return true;
+  }
+
+  // Takes a deployment out of service on a thread of its own: DRAINING while its
+  // replicas finish what they serve (overlapSeconds, then up to drainingSeconds of the
+  // deployment that replaced it), then REMOVED. A ROLLED_BACK deployment keeps that status.
+  void RetireLater(int64_t deployment_id, const ServiceConfig& successor,
+                   int64_t successor_id = 0) {
     LiveDeployment old;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -487,9 +694,92 @@ class DeployEngine::Impl {
         live_.erase(it);
       }
     }
-    (void)store_.SetDeploymentStatus(deployment_id, kDraining);
-    StopAll(old);
-    (void)store_.SetDeploymentStatus(deployment_id, kRemoved);
+    auto dep = store_.GetDeployment(deployment_id);
+    const bool was_serving =
+        dep.ok() && (dep->status == kActive || dep->status == kCrashed || dep->status == kDraining);
+    if (was_serving && dep->status != kDraining) {
+      (void)store_.SetDeploymentStatus(deployment_id, kDraining);
+    }
+    const int overlap = successor.overlap_seconds;
+    const int draining = successor.draining_seconds;
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    std::lock_guard<std::mutex> lock(mu_);
+    std::erase_if(retirers_, [](Retirer& r) {
+      if (!r.done->load()) return false;
+      r.thread.join();
+      return true;
+    });
+    retirers_.push_back(
+        Retirer{std::thread([this, old = std::move(old), deployment_id, successor_id, was_serving,
+                             overlap, draining, done]() mutable {
+                  std::vector<size_t> all;
+                  for (size_t i = 0; i < old.replicas.size(); ++i) all.push_back(i);
+                  auto drained = [this, successor_id] { WatchTrafficOf(successor_id); };
+                  if (DrainAndStop(old, all, overlap, draining, drained) && was_serving) {
+                    (void)store_.SetDeploymentStatus(deployment_id, kRemoved);
+                  }
+                  done->store(true);
+                }),
+                done});
+  }
+
+  // Deletes the release directories of a service beyond the `keep` newest that went
+  // live, sparing every release a deployment is using or about to use.
+  void PruneReleases(int64_t service_id, int keep) {
+    auto releases = store_.ListReleases(service_id);  // newest first
+    auto deployments = store_.ListDeployments(service_id, 100000);
+    if (!releases.ok() || !deployments.ok()) return;
+    std::set<int64_t> in_use;
+    std::map<int64_t, std::string>
+        built_status;  // release -> status of the deployment that built it
+    for (const auto& d : *deployments) {
+      if (d.release_id == 0) continue;
+      if (d.status == kQueued || d.status == kBuilding || d.status == kDeploying ||
+          d.status == kActive || d.status == kDraining || d.status == kCrashed) {
+        in_use.insert(d.release_id);
+      }
+    }
+    for (const auto& d : *deployments) built_status[d.id] = d.status;
+    int kept = 0;
+    for (const auto& rel : *releases) {
+      if (!IsDirectory(rel.path)) continue;
+      const std::string& status = built_status[rel.deployment_id];
+      const bool went_live = status == kActive || status == kDraining || status == kRemoved ||
+                             status == kCrashed || status == kRolledBack;
+      if (in_use.count(rel.id)) {
+        if (went_live) kept++;
+        continue;
+      }
+      if (went_live && kept < keep) {
+        kept++;
+        continue;
+      }
+      if (Status st = RemoveTree(rel.path); st.ok()) {
+        (void)store_.AddEvent(service_id, rel.deployment_id, "release.deleted",
+                              "release " + std::to_string(rel.id) +
+                                  " deleted (keepReleases = " + std::to_string(keep) + ")");
+      }
+    }
+    PruneCache();
+  }
+
+  // Removes cached dependency installs that no release on disk uses (of any service) and
+  // no build used for a day, which also spares builds whose release is not written yet.
+  void PruneCache() {
+    std::set<std::string> in_use;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(options_.home + "/releases", ec)) {
+      auto text = ReadFile(entry.path().string() + "/manifest.json");
+      if (!text.ok()) continue;
+      auto manifest = ReleaseManifest::FromJson(*text);
+      if (manifest.ok() && !manifest->deps_key.empty()) in_use.insert(manifest->deps_key);
+    }
+    if (ec) return;  // unsure what is in use: keep everything
+    if (Status st =
+            PruneDependencyCache(options_.home + "/cache/deps", in_use, std::chrono::hours(24));
+        !st.ok()) {
+      spdlog::warn("pruning the dependency cache: {}", st.message());
+    }
   }
 
   // ---- routes ---------------------------------------------------------------
@@ -556,6 +846,7 @@ class DeployEngine::Impl {
     bool changed = false;
     auto now = clock_.Monotonic();
     std::vector<std::pair<LiveDeployment*, LiveReplica*>> to_save;
+    std::map<int64_t, std::string> last_exit;  // deployment -> its latest exit message
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (auto& [service_id, dep_id] : routed_) {
@@ -564,13 +855,19 @@ class DeployEngine::Impl {
         LiveDeployment& ld = it->second;
         for (auto& r : ld.replicas) {
           if ((r.state == "running" || r.state == "starting") && !supervisor_.Running(r.handle)) {
-            auto code = supervisor_.ExitCode(r.handle);
+            auto code = WaitForExitCode(r.handle);
+            const bool failed = !code || *code != 0;
             std::string msg = "replica " + std::to_string(r.index) + " exited" +
                               (code ? " with code " + std::to_string(*code) : "");
             changed = changed || r.state == "running";
-            if (r.restarts >= options_.max_restarts) {
+            const std::string& policy = ld.config.restart_policy;
+            if (policy == "NEVER" || (policy == "ON_FAILURE" && !failed)) {
+              r.state = failed ? "crashed" : "exited";
+              msg += "; not restarted (restartPolicyType " + policy + ")";
+            } else if (policy != "ALWAYS" && r.restarts >= ld.config.restart_max_retries) {
               r.state = "crashed";
-              msg += "; gave up after " + std::to_string(r.restarts) + " restarts";
+              msg += "; gave up after " + std::to_string(r.restarts) +
+                     " restarts (restartPolicyMaxRetries)";
             } else {
               r.state = "restarting";
               r.next_attempt = now + Backoff(r.restarts);
@@ -578,6 +875,7 @@ class DeployEngine::Impl {
             }
             spdlog::warn("{}/{}: {}", ld.project, ld.service, msg);
             (void)store_.AddEvent(ld.service_id, ld.id, "replica.exited", msg);
+            last_exit[ld.id] = msg;
             to_save.emplace_back(&ld, &r);
           }
           if (r.state == "restarting" && now >= r.next_attempt) {
@@ -586,17 +884,17 @@ class DeployEngine::Impl {
             actions.push_back({ld.id, r.index, Action::kProbe});
           }
         }
-        bool all_crashed = !ld.replicas.empty() &&
-                           std::all_of(ld.replicas.begin(), ld.replicas.end(),
-                                       [](const LiveReplica& r) { return r.state == "crashed"; });
-        if (all_crashed && !ld.crashed) {
+        bool all_down = !ld.replicas.empty() &&
+                        std::all_of(ld.replicas.begin(), ld.replicas.end(),
+                                    [](const LiveReplica& r) { return Terminal(r.state); });
+        if (all_down && !ld.crashed) {
           ld.crashed = true;
           std::string tail =
               LogTail(ld.replicas.front().spec.log_path, "last lines of the app's log:");
-          (void)store_.SetDeploymentStatus(ld.id, kCrashed,
-                                           "every replica kept exiting; gave up after " +
-                                               std::to_string(options_.max_restarts) + " restarts" +
-                                               tail);
+          std::string why = last_exit.count(ld.id) ? last_exit[ld.id] : "every replica exited";
+          (void)store_.SetDeploymentStatus(ld.id, kCrashed, "no replica is running: " + why + tail);
+          (void)store_.AddEvent(ld.service_id, ld.id, "deploy.crashed",
+                                "no replica is running: " + why);
         }
       }
       for (auto& [ld, r] : to_save) SaveReplicaState(*ld, *r);
@@ -655,6 +953,370 @@ class DeployEngine::Impl {
     }
   }
 
+  // ---- automatic rollback ---------------------------------------------------
+
+  // The service's traffic counters now (all its routes: generated host and domains).
+  std::optional<TrafficSample> SampleTraffic(const std::string& service_label) {
+    if (!options_.edge_stats) return std::nullopt;
+    auto stats = options_.edge_stats();
+    if (!stats.ok()) return std::nullopt;
+    TrafficSample sample;
+    sample.at = clock_.Monotonic();
+    for (const RouteMetrics& m : stats->routes) {
+      if (m.service_label != service_label) continue;
+      sample.requests += m.requests;
+      sample.errors += m.status_classes[4];
+      for (const LatencyBucket& b : m.latency) sample.latency[b.upper_ms] += b.count;
+    }
+    return sample;
+  }
+
+  // The replaced deployment has nothing in flight any more: from now on the service's
+  // traffic is this deployment's, and its error rate and latency are watched.
+  void WatchTrafficOf(int64_t deployment_id) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = live_.find(deployment_id);
+      if (it == live_.end() || it->second.watch_until == std::chrono::steady_clock::time_point{}) {
+        return;
+      }
+      it->second.samples.clear();
+      it->second.traffic_watched = true;
+    }
+    TakeSample(deployment_id, /*evaluate=*/false);
+  }
+
+  // Records a traffic sample of a watched deployment; with `evaluate`, returns the
+  // reason to roll back when the error rate or p95 latency over the window is too high.
+  std::optional<std::string> TakeSample(int64_t deployment_id, bool evaluate) {
+    std::string label;
+    AutoRollbackConfig ar;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = live_.find(deployment_id);
+      if (it == live_.end() || !it->second.traffic_watched) return std::nullopt;
+      label = it->second.project + "/" + it->second.service;
+      ar = it->second.config.auto_rollback;
+    }
+    auto sample = SampleTraffic(label);
+    if (!sample) return std::nullopt;
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(deployment_id);
+    if (it == live_.end()) return std::nullopt;
+    auto& samples = it->second.samples;
+    if (!samples.empty() && sample->requests < samples.back().requests)
+      samples.clear();  // edge restarted
+    samples.push_back(*sample);
+    const auto window = std::chrono::seconds(ar.error_rate_window_seconds);
+    while (samples.size() > 2 && samples[1].at <= sample->at - window) samples.pop_front();
+    if (!evaluate || samples.size() < 2) return std::nullopt;
+    const TrafficSample& base = samples.front();
+    const uint64_t requests = sample->requests - base.requests;
+    const uint64_t errors = sample->errors - base.errors;
+    if (requests == 0 || requests < static_cast<uint64_t>(ar.error_rate_min_requests)) {
+      return std::nullopt;
+    }
+    const long seconds = static_cast<long>(
+        std::chrono::duration_cast<std::chrono::seconds>(sample->at - base.at).count());
+    const double rate = 100.0 * static_cast<double>(errors) / static_cast<double>(requests);
+    if (ar.error_rate_percent > 0 && rate > ar.error_rate_percent) {
+      return fmt::format("5xx rate {:.0f}% ({} of {} requests in {}s) above {}%", rate, errors,
+                         requests, std::max(1L, seconds), ar.error_rate_percent);
+    }
+    if (ar.p95_ms > 0) {
+      uint64_t total = 0;
+      std::map<double, uint64_t> delta;
+      for (const auto& [upper, count] : sample->latency) {
+        auto b = base.latency.find(upper);
+        uint64_t d = count - (b == base.latency.end() ? 0 : std::min(count, b->second));
+        if (d > 0) delta[upper] = d;
+        total += d;
+      }
+      uint64_t seen = 0;
+      for (const auto& [upper, count] : delta) {
+        seen += count;
+        if (static_cast<double>(seen) >= 0.95 * static_cast<double>(total)) {
+          if (upper > ar.p95_ms) {
+            return fmt::format("p95 latency {:.0f} ms over {} requests in {}s above {} ms", upper,
+                               total, std::max(1L, seconds), ar.p95_ms);
+          }
+          break;
+        }
+      }
+    }
+    return std::nullopt;
+  }
+
+  // One round of checks of the deployments being watched after a deploy.
+  void WatchOnce() {
+    struct Probe {
+      int64_t deployment_id;
+      int index;
+      HealthCheckSpec spec;
+      pid_t app_pid;
+      int memory_mb;
+    };
+    std::vector<Probe> probes;
+    std::vector<int64_t> watched;
+    std::vector<std::pair<int64_t, std::string>> verdicts;
+    const auto now = clock_.Monotonic();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto& [service_id, dep_id] : routed_) {
+        auto it = live_.find(dep_id);
+        if (it == live_.end()) continue;
+        LiveDeployment& ld = it->second;
+        if (ld.watch_until <= now) continue;
+        if (ld.crashed) {
+          verdicts.emplace_back(ld.id, "no replica stays up (see `slipway logs`)");
+          continue;
+        }
+        watched.push_back(ld.id);
+        if (now < ld.next_probe) continue;
+        ld.next_probe = now + std::chrono::seconds(ld.config.healthcheck_interval);
+        for (const auto& r : ld.replicas) {
+          if (r.state != "running") continue;
+          HealthCheckSpec spec = HealthSpec(ld, r.port);
+          // A probe passes within 2 s (a few quick attempts) or counts as failed.
+          spec.timeout = std::chrono::seconds(std::min(ld.config.healthcheck_interval, 2));
+          probes.push_back(Probe{ld.id, r.index, spec, static_cast<pid_t>(r.handle.app_pid),
+                                 ld.config.auto_rollback.memory_mb});
+        }
+      }
+    }
+    for (const Probe& p : probes) {
+      if (stopping_.load()) return;
+      Status health = WaitHealthy(p.spec, clock_, [] { return true; });
+      const uint64_t rss_mb = p.memory_mb > 0 ? GroupResidentBytes(p.app_pid) >> 20 : 0;
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = live_.find(p.deployment_id);
+      if (it == live_.end()) continue;
+      LiveDeployment& ld = it->second;
+      if (static_cast<size_t>(p.index) >= ld.replicas.size()) continue;
+      LiveReplica& r = ld.replicas[static_cast<size_t>(p.index)];
+      if (p.memory_mb > 0 && rss_mb > static_cast<uint64_t>(p.memory_mb)) {
+        verdicts.emplace_back(ld.id, fmt::format("replica {} uses {} MiB of memory, above {} MiB",
+                                                 p.index, rss_mb, p.memory_mb));
+      }
+      if (health.ok()) {
+        r.failed_probes = 0;
+        continue;
+      }
+      r.failed_probes++;
+      const int limit = ld.config.auto_rollback.failed_health_checks;
+      if (limit > 0 && r.failed_probes >= limit) {
+        verdicts.emplace_back(ld.id, fmt::format("{} consecutive failed health checks on replica "
+                                                 "{} (last: {})",
+                                                 r.failed_probes, p.index, health.message()));
+      }
+    }
+    for (int64_t id : watched) {
+      if (auto reason = TakeSample(id, /*evaluate=*/true)) verdicts.emplace_back(id, *reason);
+    }
+    std::set<int64_t> done;
+    for (const auto& [id, reason] : verdicts) {
+      if (done.insert(id).second) RollBackAutomatically(id, reason);
+    }
+  }
+
+  void WatchLoop() {
+    while (SleepUnlessStopping(std::chrono::milliseconds(250))) WatchOnce();
+  }
+
+  // A watched deployment misbehaved: it is marked ROLLED_BACK with the reason and the
+  // release it replaced is deployed again (it serves until that one is live).
+  void RollBackAutomatically(int64_t deployment_id, const std::string& reason) {
+    int64_t previous = 0, service_id = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = live_.find(deployment_id);
+      if (it == live_.end() || it->second.watch_until == std::chrono::steady_clock::time_point{}) {
+        return;
+      }
+      it->second.watch_until = {};  // decided once
+      previous = it->second.previous_id;
+      service_id = it->second.service_id;
+    }
+    const std::string message = "automatic rollback: " + reason;
+    auto prev = store_.GetDeployment(previous);
+    auto release =
+        prev.ok() ? store_.GetRelease(prev->release_id) : Result<ReleaseRecord>(prev.status());
+    if (!release.ok() || !IsDirectory(release->path)) {
+      (void)store_.AddEvent(service_id, deployment_id, "rollback.impossible",
+                            message + "; but the release of deployment " +
+                                std::to_string(previous) + " is no longer kept");
+      return;
+    }
+    spdlog::warn("deployment {}: {}", deployment_id, message);
+    (void)store_.SetDeploymentStatus(deployment_id, kRolledBack, message);
+    (void)store_.AddEvent(service_id, deployment_id, "rollback.automatic", message);
+    auto created = CreateRollback(service_id, *prev,
+                                  "automatic rollback of #" + std::to_string(deployment_id) +
+                                      " to #" + std::to_string(previous));
+    if (!created.ok()) {
+      (void)store_.AddEvent(service_id, deployment_id, "rollback.impossible",
+                            created.status().message());
+    }
+  }
+
+  // A deployment reusing `target`'s release, queued for the service's worker.
+  Result<DeploymentRecord> CreateRollback(int64_t service_id, const DeploymentRecord& target,
+                                          const std::string& source) {
+    ASSIGN_OR_RETURN(ServiceRecord svc, store_.GetService(service_id));
+    ASSIGN_OR_RETURN(ServiceConfig config, ServiceConfigFromJson(target.config_json));
+    if (svc.scale > 0) config.num_replicas = svc.scale;
+    const std::string config_json = ServiceConfigToJson(config);
+    ASSIGN_OR_RETURN(DeploymentRecord dep,
+                     store_.CreateDeployment(service_id, source, config_json));
+    RETURN_IF_ERROR(store_.SetDeploymentRelease(dep.id, target.release_id));
+    dep.release_id = target.release_id;
+    (void)store_.AddEvent(service_id, dep.id, "deploy.queued", source);
+    Job job;
+    job.deployment_id = dep.id;
+    Enqueue(service_id, std::move(job));
+    return dep;
+  }
+
+  Result<ServiceRecord> ResolveService(const std::string& project, const std::string& environment,
+                                       const std::string& service) {
+    ASSIGN_OR_RETURN(ProjectRecord p, store_.GetProject(project));
+    ASSIGN_OR_RETURN(EnvironmentRecord env, store_.GetEnvironment(p.id, environment));
+    return store_.FindService(env.id, service);
+  }
+
+  Result<DeploymentRecord> Rollback(const std::string& project, const std::string& environment,
+                                    const std::string& service, int64_t to) {
+    ASSIGN_OR_RETURN(ServiceRecord svc, ResolveService(project, environment, service));
+    int64_t current_release = 0;
+    if (svc.active_deployment_id != 0) {
+      auto active = store_.GetDeployment(svc.active_deployment_id);
+      if (active.ok()) current_release = active->release_id;
+    }
+    DeploymentRecord target;
+    if (to != 0) {
+      ASSIGN_OR_RETURN(target, store_.GetDeployment(to));
+      if (target.service_id != svc.id) {
+        return NotFound("deployment " + std::to_string(to) + " is not a deployment of " + service +
+                        "; `slipway deployments " + service + "` lists them");
+      }
+      if (target.release_id == 0) {
+        return FailedPrecondition("deployment " + std::to_string(to) +
+                                  " has no release to go back to (its build did not finish)");
+      }
+      if (target.release_id == current_release) {
+        return FailedPrecondition("deployment " + std::to_string(to) +
+                                  "'s release is already live");
+      }
+    } else {
+      ASSIGN_OR_RETURN(auto deployments, store_.ListDeployments(svc.id, 1000));
+      bool found = false;
+      for (const auto& d : deployments) {  // newest first
+        if (d.release_id == 0 || d.release_id == current_release) continue;
+        if (d.status != kRemoved && d.status != kDraining) continue;  // went live, then replaced
+        auto release = store_.GetRelease(d.release_id);
+        if (!release.ok() || !IsDirectory(release->path)) continue;
+        target = d;
+        found = true;
+        break;
+      }
+      if (!found) {
+        return FailedPrecondition("no earlier release of " + service +
+                                  " to roll back to; `slipway deployments " + service +
+                                  "` lists what was deployed");
+      }
+    }
+    ASSIGN_OR_RETURN(ReleaseRecord release, store_.GetRelease(target.release_id));
+    if (!IsDirectory(release.path)) {
+      return FailedPrecondition("the release of deployment " + std::to_string(target.id) +
+                                " is no longer kept (keepReleases); deploy that code again");
+    }
+    return CreateRollback(svc.id, target, "rollback to #" + std::to_string(target.id));
+  }
+
+  // ---- scaling --------------------------------------------------------------
+
+  Status Scale(const std::string& project, const std::string& environment,
+               const std::string& service, int replicas) {
+    if (replicas < 1 || replicas > 32) {
+      return InvalidArgument("replicas must be from 1 to 32 (got " + std::to_string(replicas) +
+                             ")");
+    }
+    ASSIGN_OR_RETURN(ServiceRecord svc, ResolveService(project, environment, service));
+    auto promise = std::make_shared<std::promise<Status>>();
+    auto future = promise->get_future();
+    Job job;
+    job.kind = Job::Kind::kScale;
+    job.replicas = replicas;
+    job.done = promise;
+    Enqueue(svc.id, std::move(job));
+    if (future.wait_for(std::chrono::minutes(10)) != std::future_status::ready) {
+      return DeadlineExceeded("scaling " + service + " is still in progress; see `slipway status`");
+    }
+    return future.get();
+  }
+
+  // On the service's worker: starts replicas up to `count` (each healthy before it is
+  // routed) or takes the highest ones out of the routes, drains and stops them.
+  Status RunScale(int64_t service_id, int count) {
+    RETURN_IF_ERROR(store_.SetServiceScale(service_id, count));
+    LiveDeployment snapshot;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto routed = routed_.find(service_id);
+      if (routed == routed_.end() || !live_.count(routed->second)) return Status::Ok();
+      snapshot = live_[routed->second];
+    }
+    if (snapshot.manifest.kind == "static") {
+      return FailedPrecondition("a static site is served by the edge itself: it has no replicas");
+    }
+    const int current = static_cast<int>(snapshot.replicas.size());
+    snapshot.config.num_replicas = count;
+    (void)store_.SetDeploymentConfig(snapshot.id, ServiceConfigToJson(snapshot.config));
+    if (count > current) {
+      std::vector<LiveReplica> fresh;
+      for (int i = current; i < count; ++i) {
+        auto r = StartHealthy(snapshot, i);
+        if (!r.ok()) {
+          for (auto& f : fresh) StopReplica(snapshot, f, std::chrono::milliseconds(0));
+          snapshot.config.num_replicas = current;
+          (void)store_.SetDeploymentConfig(snapshot.id, ServiceConfigToJson(snapshot.config));
+          (void)store_.SetServiceScale(service_id, current);
+          return r.status().WithContext("replica " + std::to_string(i) + " did not start");
+        }
+        fresh.push_back(std::move(*r));
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = live_.find(snapshot.id);
+        if (it == live_.end())
+          return FailedPrecondition("the deployment was replaced while scaling; scale again");
+        for (auto& f : fresh) it->second.replicas.push_back(std::move(f));
+        it->second.config.num_replicas = count;
+      }
+      PublishRoutes();
+    } else if (count < current) {
+      LiveDeployment leaving = snapshot;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = live_.find(snapshot.id);
+        if (it == live_.end())
+          return FailedPrecondition("the deployment was replaced while scaling; scale again");
+        auto& replicas = it->second.replicas;
+        leaving.replicas.assign(replicas.begin() + count, replicas.end());
+        replicas.resize(static_cast<size_t>(count));
+        it->second.config.num_replicas = count;
+      }
+      PublishRoutes();
+      std::vector<size_t> all;
+      for (size_t i = 0; i < leaving.replicas.size(); ++i) all.push_back(i);
+      DrainAndStop(leaving, all, 0, snapshot.config.draining_seconds);
+    }
+    (void)store_.AddEvent(
+        service_id, snapshot.id, "scale",
+        "scaled from " + std::to_string(current) + " to " + std::to_string(count) + " replica(s)");
+    return Status::Ok();
+  }
+
   // ---- recovery after a restart of the daemon -------------------------------
 
   void KillLeftover(const ReplicaRecord& rec) {
@@ -669,14 +1331,74 @@ class DeployEngine::Impl {
     (void)store_.UpsertReplica(stopped);
   }
 
+  // Takes over the replicas of a deployment that a previous daemon left running (those
+  // that died are cleaned up); returns the indexes adopted.
+  std::set<int> AdoptReplicas(int64_t deployment_id, LiveDeployment& ld) {
+    std::set<int> have;
+    auto replicas = store_.ListReplicas(deployment_id);
+    if (!replicas.ok()) return have;
+    for (const auto& rec : *replicas) {
+      if (rec.state == "stopped" || have.count(rec.index)) continue;
+      auto handle = supervisor_.Adopt(rec.run_dir);
+      if (!handle.ok() || !supervisor_.Running(*handle)) {
+        KillLeftover(rec);
+        continue;
+      }
+      LiveReplica r;
+      r.record_id = rec.id;
+      r.index = rec.index;
+      r.port = rec.port;
+      r.handle = *handle;
+      r.spec.log_path = rec.log_path;
+      r.spec.run_dir = rec.run_dir;
+      r.spec.command = ld.manifest.start_command;
+      r.spec.cwd = ld.manifest.app_dir;
+      r.restarts = rec.restarts;
+      r.state = rec.state == "running" ? "running" : "starting";
+      have.insert(rec.index);
+      ld.replicas.push_back(std::move(r));
+      spdlog::info("{}/{}: adopted replica {} (pid {})", ld.project, ld.service, rec.index,
+                   rec.app_pid);
+    }
+    return have;
+  }
+
+  // The deployment with its release as recorded, without replicas.
+  std::optional<LiveDeployment> Recorded(const DeploymentRecord& dep) {
+    auto svc = store_.GetService(dep.service_id);
+    if (!svc.ok()) return std::nullopt;
+    auto names = NamesOf(*svc);
+    auto config = ServiceConfigFromJson(dep.config_json);
+    auto release = store_.GetRelease(dep.release_id);
+    if (!names.ok() || !config.ok() || !release.ok()) return std::nullopt;
+    auto manifest = ReleaseManifest::FromJson(release->manifest_json);
+    if (!manifest.ok()) return std::nullopt;
+    return MakeLive(dep.id, svc->id, *names, *config, *manifest);
+  }
+
   Status Recover() {
     // Deploys the previous daemon left half done cannot be resumed safely from the
     // middle of a build: they are failed with the reason, and their leftovers go.
     ASSIGN_OR_RETURN(auto unfinished,
                      store_.ListDeploymentsByStatus({kQueued, kBuilding, kDeploying, kDraining}));
+    std::vector<int64_t> draining, rollbacks;
     for (const auto& dep : unfinished) {
       if (dep.build_pgid > 0 && ProcessGroupAlive(static_cast<pid_t>(dep.build_pgid))) {
         kill(-static_cast<pid_t>(dep.build_pgid), SIGKILL);
+      }
+      if (dep.status == kDraining) {
+        // Its replicas may still be finishing requests: drain them as before.
+        if (auto ld = Recorded(dep)) {
+          AdoptReplicas(dep.id, *ld);
+          std::lock_guard<std::mutex> lock(mu_);
+          live_[dep.id] = std::move(*ld);
+          draining.push_back(dep.id);
+          continue;
+        }
+      }
+      if (dep.status == kQueued && dep.release_id != 0) {
+        rollbacks.push_back(dep.id);  // a rollback not started: nothing lost, run it
+        continue;
       }
       auto replicas = store_.ListReplicas(dep.id);
       if (replicas.ok()) {
@@ -696,46 +1418,17 @@ class DeployEngine::Impl {
            "interrupted: the daemon stopped during this deploy; run `slipway up` again");
     }
 
-    ASSIGN_OR_RETURN(auto active, store_.ListDeploymentsByStatus({kActive, kCrashed}));
-    std::vector<LiveDeployment> to_start;
+    // A ROLLED_BACK deployment still serves until its rollback is live.
+    ASSIGN_OR_RETURN(auto active, store_.ListDeploymentsByStatus({kActive, kCrashed, kRolledBack}));
     for (const auto& dep : active) {
       auto svc = store_.GetService(dep.service_id);
       if (!svc.ok()) continue;
       if (svc->active_deployment_id != dep.id) continue;  // left over from an old switch
-      auto names = NamesOf(*svc);
-      auto config = ServiceConfigFromJson(dep.config_json);
-      auto release = store_.GetRelease(dep.release_id);
-      if (!names.ok() || !config.ok() || !release.ok()) continue;
-      auto manifest = ReleaseManifest::FromJson(release->manifest_json);
-      if (!manifest.ok()) continue;
-      LiveDeployment ld = MakeLive(dep.id, svc->id, *names, *config, *manifest);
-      std::map<int, bool> have;
-      auto replicas = store_.ListReplicas(dep.id);
-      if (replicas.ok()) {
-        for (const auto& rec : *replicas) {
-          if (rec.state == "stopped" || have.count(rec.index)) continue;
-          auto handle = supervisor_.Adopt(rec.run_dir);
-          if (!handle.ok() || !supervisor_.Running(*handle)) {
-            KillLeftover(rec);
-            continue;
-          }
-          LiveReplica r;
-          r.record_id = rec.id;
-          r.index = rec.index;
-          r.port = rec.port;
-          r.handle = *handle;
-          r.spec.log_path = rec.log_path;
-          r.spec.run_dir = rec.run_dir;
-          r.spec.command = manifest->start_command;
-          r.spec.cwd = manifest->app_dir;
-          r.restarts = rec.restarts;
-          r.state = rec.state == "running" ? "running" : "starting";
-          have[rec.index] = true;
-          ld.replicas.push_back(std::move(r));
-          spdlog::info("{}/{}: adopted replica {} (pid {})", ld.project, ld.service, rec.index,
-                       rec.app_pid);
-        }
-      }
+      auto recorded = Recorded(dep);
+      if (!recorded) continue;
+      LiveDeployment ld = std::move(*recorded);
+      const ReleaseManifest* manifest = &ld.manifest;
+      std::set<int> have = AdoptReplicas(dep.id, ld);
       if (manifest->kind != "static") {
         for (int i = 0; i < std::max(1, ld.config.num_replicas); ++i) {
           if (have.count(i)) continue;
@@ -771,6 +1464,19 @@ class DeployEngine::Impl {
       if (!owned) KillLeftover(rec);
     }
     PublishRoutes();
+    for (int64_t id : draining) {
+      auto dep = store_.GetDeployment(id);
+      if (!dep.ok()) continue;
+      auto config = ServiceConfigFromJson(dep->config_json);
+      RetireLater(id, config.ok() ? *config : ServiceConfig{});
+    }
+    for (int64_t id : rollbacks) {
+      auto dep = store_.GetDeployment(id);
+      if (!dep.ok()) continue;
+      Job job;
+      job.deployment_id = id;
+      Enqueue(dep->service_id, std::move(job));
+    }
     return Status::Ok();
   }
 
@@ -797,6 +1503,15 @@ class DeployEngine::Impl {
       if (svc.active_deployment_id != 0) {
         auto active = store_.GetDeployment(svc.active_deployment_id);
         if (active.ok()) s.active_status = active->status;
+        // "automatic rollback of #12 to #9": say why #12 was rolled back.
+        constexpr std::string_view kAuto = "automatic rollback of #";
+        if (active.ok() && active->source.rfind(kAuto, 0) == 0) {
+          auto bad = store_.GetDeployment(std::atoll(active->source.c_str() + kAuto.size()));
+          if (bad.ok()) {
+            s.notice = "deployment " + std::to_string(bad->id) +
+                       " was rolled back: " + bad->error.substr(0, bad->error.find('\n'));
+          }
+        }
       }
       s.health = "none";
       std::lock_guard<std::mutex> lock(mu_);
@@ -832,18 +1547,28 @@ class DeployEngine::Impl {
       std::lock_guard<std::mutex> lock(mu_);
       if (shut_down_) return;
       shut_down_ = true;
+      stop_apps_on_shutdown_ = stop_apps;
+    }
+    {
+      std::lock_guard<std::mutex> lock(stop_mu_);
       stopping_ = true;
     }
+    stop_cv_.notify_all();
     monitor_cv_.notify_all();
     if (monitor_.joinable()) monitor_.join();
+    if (watcher_.joinable()) watcher_.join();
     std::vector<std::thread> workers;
     {
       std::lock_guard<std::mutex> lock(mu_);
       workers.swap(workers_);
       for (auto& [id, queue] : queues_) {
         for (const Job& waiting : queue.jobs) {
-          (void)store_.SetDeploymentStatus(waiting.deployment_id, kSkipped,
-                                           "the daemon stopped before it started");
+          if (waiting.kind == Job::Kind::kScale) {
+            waiting.done->set_value(Unavailable("Slipway stopped before scaling; scale again"));
+          } else {
+            (void)store_.SetDeploymentStatus(waiting.deployment_id, kSkipped,
+                                             "the daemon stopped before it started");
+          }
         }
         queue.jobs.clear();
       }
@@ -851,13 +1576,19 @@ class DeployEngine::Impl {
     for (auto& t : workers) {
       if (t.joinable()) t.join();
     }
+    std::vector<Retirer> retirers;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      retirers.swap(retirers_);
+    }
+    for (auto& r : retirers) r.thread.join();
     if (stop_apps) {
       std::map<int64_t, LiveDeployment> live;
       {
         std::lock_guard<std::mutex> lock(mu_);
         live.swap(live_);
       }
-      for (auto& [id, ld] : live) StopAll(ld);
+      for (auto& [id, ld] : live) StopAll(ld, options_.stop_grace);
     }
   }
 
@@ -881,9 +1612,20 @@ class DeployEngine::Impl {
   bool shut_down_ = false;
   std::atomic<bool> stopping_{false};
 
+  struct Retirer {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Retirer> retirers_;  // guarded by mu_
+  std::atomic<bool> stop_apps_on_shutdown_{false};
+
   std::mutex monitor_mu_;
   std::condition_variable monitor_cv_;
   std::thread monitor_;
+  std::thread watcher_;
+  // stopping_ is set under stop_mu_, so waits on stop_cv_ cannot miss it.
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
 };
 
 Result<std::unique_ptr<DeployEngine>> DeployEngine::Create(Store& store, Supervisor& supervisor,
@@ -916,6 +1658,15 @@ std::vector<std::string> DeployEngine::ReplicaLogPaths(int64_t deployment_id) {
   return impl_->ReplicaLogPaths(deployment_id);
 }
 void DeployEngine::Shutdown(bool stop_apps) { impl_->Shutdown(stop_apps); }
+Result<DeploymentRecord> DeployEngine::Rollback(const std::string& project,
+                                                const std::string& environment,
+                                                const std::string& service, int64_t to) {
+  return impl_->Rollback(project, environment, service, to);
+}
+Status DeployEngine::Scale(const std::string& project, const std::string& environment,
+                           const std::string& service, int replicas) {
+  return impl_->Scale(project, environment, service, replicas);
+}
 void DeployEngine::RefreshRoutes() { impl_->PublishRoutes(); }
 
 }  // namespace slipway

@@ -42,7 +42,6 @@ struct EngineOptions {
   int edge_port = 8080;  // for URLs shown to users
   std::string domain_suffix = "localhost";
   std::chrono::milliseconds stop_grace{std::chrono::seconds(10)};
-  int max_restarts = 10;           // ON_FAILURE retries before a deployment is CRASHED
   bool redirect_to_https = false;  // every app route redirects plain HTTP to HTTPS
   EdgeStatsSource edge_stats;      // null: no traffic-based rollback, no drain wait
 };
@@ -67,6 +66,7 @@ struct ServiceStatus {
   int64_t latest_deployment_id = 0;
   std::string latest_status;
   std::string health;  // "healthy", "unhealthy", "static", "none"
+  std::string notice;  // e.g. why the latest deployment was rolled back automatically
   std::vector<ReplicaStatus> replicas;
 };
 
@@ -111,6 +111,20 @@ class DeployEngine {
   // Path of a deployment's build log and of its replicas' logs.
   std::string BuildLogPath(int64_t deployment_id) const;
   std::vector<std::string> ReplicaLogPaths(int64_t deployment_id);
+
+  // Queues a deployment that brings back the release of deployment `to` (0: the most
+  // recent release that served before the current one and was replaced by a deploy)
+  // without building; returns it (QUEUED). Errors: kNotFound for an unknown service or
+  // a deployment of another service, kFailedPrecondition when there is nothing to go
+  // back to or its release was deleted (keepReleases).
+  Result<DeploymentRecord> Rollback(const std::string& project, const std::string& environment,
+                                    const std::string& service, int64_t to);
+
+  // Sets the service's replica count (kept for later deploys) and applies it to the
+  // running deployment: new replicas are routed once healthy, removed ones drained
+  // first. Returns when done. kInvalidArgument outside 1..32.
+  Status Scale(const std::string& project, const std::string& environment,
+               const std::string& service, int replicas);
 
   // Publishes the routing table again, after something it is built from changed
   // outside the engine (custom domains).

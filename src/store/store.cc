@@ -115,6 +115,10 @@ CREATE TABLE domains (
 );
 CREATE INDEX domains_by_service ON domains(service_id, id);
 )sql",
+    // 3: replica counts set with `slipway scale`, kept across deploys.
+    R"sql(
+ALTER TABLE services ADD COLUMN scale INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 
 constexpr int kKnownVersion = static_cast<int>(std::size(kMigrations));
@@ -135,7 +139,7 @@ bool IsOneOf(std::string_view s, const auto& list) {
 constexpr const char* kProjectCols = "id, name, created_at";
 constexpr const char* kEnvironmentCols = "id, project_id, name, created_at";
 constexpr const char* kServiceCols =
-    "id, project_id, environment_id, name, config_json, active_deployment_id, created_at";
+    "id, project_id, environment_id, name, config_json, active_deployment_id, created_at, scale";
 constexpr const char* kDeploymentCols =
     "id, service_id, status, release_id, source, error, config_json, build_pgid, created_at, "
     "updated_at, finished_at";
@@ -227,7 +231,8 @@ ServiceRecord ReadService(const Statement& s) {
                        .name = s.Text(3),
                        .config_json = s.Text(4),
                        .active_deployment_id = s.Int(5),
-                       .created_at = s.Int(6)};
+                       .created_at = s.Int(6),
+                       .scale = static_cast<int>(s.Int(7))};
 }
 
 DeploymentRecord ReadDeployment(const Statement& s) {
@@ -473,6 +478,21 @@ class SqliteStore final : public Store {
     return Write([&] {
       return UpdateOne("UPDATE services SET config_json = ? WHERE id = ?",
                        "service " + std::to_string(service_id), config_json, service_id);
+    });
+  }
+
+  Status SetServiceScale(int64_t service_id, int replicas) override {
+    return Write([&] {
+      return UpdateOne("UPDATE services SET scale = ? WHERE id = ?",
+                       "service " + std::to_string(service_id), static_cast<int64_t>(replicas),
+                       service_id);
+    });
+  }
+
+  Status SetDeploymentConfig(int64_t id, const std::string& config_json) override {
+    return Write([&] {
+      return UpdateOne("UPDATE deployments SET config_json = ?, updated_at = ? WHERE id = ?",
+                       "deployment " + std::to_string(id), config_json, Now(), id);
     });
   }
 

@@ -56,6 +56,7 @@ struct ServiceRecord {
   std::string config_json;           // the resolved ServiceConfig of the latest deploy
   int64_t active_deployment_id = 0;  // 0: none
   int64_t created_at = 0;
+  int scale = 0;  // replicas set with `slipway scale`; 0: the config's numReplicas
 };
 
 struct DeploymentRecord {
@@ -147,6 +148,7 @@ class Store {
   virtual Result<std::vector<ServiceRecord>> ListServices(int64_t environment_id) = 0;
   virtual Status SetServiceConfig(int64_t service_id, const std::string& config_json) = 0;
   virtual Status SetActiveDeployment(int64_t service_id, int64_t deployment_id) = 0;
+  virtual Status SetServiceScale(int64_t service_id, int replicas) = 0;
 
   // Deployments. CreateDeployment stores status QUEUED and returns the new row.
   virtual Result<DeploymentRecord> CreateDeployment(int64_t service_id, const std::string& source,
@@ -162,6 +164,7 @@ class Store {
                                      const std::string& error = "") = 0;
   virtual Status SetDeploymentRelease(int64_t id, int64_t release_id) = 0;
   virtual Status SetDeploymentBuildPgid(int64_t id, int64_t pgid) = 0;
+  virtual Status SetDeploymentConfig(int64_t id, const std::string& config_json) = 0;
 
   // Releases.
   virtual Result<ReleaseRecord> CreateRelease(int64_t service_id, int64_t deployment_id,

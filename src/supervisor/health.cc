@@ -97,6 +97,9 @@ Status WaitHealthy(const HealthCheckSpec& spec, Clock& clock,
                    const std::function<bool()>& still_running) {
   const auto deadline = clock.Monotonic() + spec.timeout;
   std::string last;
+  // Most apps are up within a fraction of a second: poll quickly at first, then back off
+  // to the spec's interval, so a deploy switches as soon as the app is ready.
+  milliseconds pause{10};
   while (true) {
     if (still_running && !still_running()) {
       return Unavailable("app exited before its health check passed");
@@ -109,7 +112,8 @@ Status WaitHealthy(const HealthCheckSpec& spec, Clock& clock,
     if (last.empty()) return Status::Ok();
     remaining = std::chrono::duration_cast<milliseconds>(deadline - clock.Monotonic());
     if (remaining <= milliseconds::zero()) break;
-    clock.SleepFor(std::min(spec.interval, remaining));
+    clock.SleepFor(std::min({pause, spec.interval, remaining}));
+    pause = std::min(pause * 2, spec.interval);
   }
   std::string what = spec.path.empty()
                          ? "(port " + std::to_string(spec.port) + " accepting connections)"

@@ -244,6 +244,19 @@ TEST(ServiceConfigJsonTest, RoundTripsEveryField) {
   config.num_replicas = 4;
   config.variables = {{"LOG_LEVEL", "debug"}, {"GREETING", "h\xC3\xA9llo\nworld"}, {"EMPTY", ""}};
   config.procfile_release = "alembic upgrade head";
+  config.pre_deploy_command = "python3 migrate.py";
+  config.healthcheck_host = "api.example.com";
+  config.healthcheck_interval = 2;
+  config.draining_seconds = 7;
+  config.overlap_seconds = 3;
+  config.restart_policy = "ALWAYS";
+  config.restart_max_retries = 4;
+  config.keep_releases = 3;
+  config.auto_rollback.enabled = false;
+  config.auto_rollback.watch_seconds = 30;
+  config.auto_rollback.error_rate_percent = 12.5;
+  config.auto_rollback.p95_ms = 800;
+  config.auto_rollback.memory_mb = 256;
 
   std::string json = ServiceConfigToJson(config);
   EXPECT_NE(json.find("\"healthcheckPath\":\"/api/health\""), std::string::npos) << json;
@@ -263,7 +276,58 @@ TEST(ServiceConfigJsonTest, RoundTripsEveryField) {
   EXPECT_EQ(back->num_replicas, config.num_replicas);
   EXPECT_EQ(back->variables, config.variables);
   EXPECT_EQ(back->procfile_release, config.procfile_release);
+  EXPECT_EQ(back->pre_deploy_command, "python3 migrate.py");
+  EXPECT_EQ(back->restart_policy, "ALWAYS");
+  EXPECT_EQ(back->keep_releases, 3);
+  EXPECT_FALSE(back->auto_rollback.enabled);
+  EXPECT_EQ(back->auto_rollback.error_rate_percent, 12.5);
+  EXPECT_EQ(back->auto_rollback.memory_mb, 256);
   EXPECT_EQ(ServiceConfigToJson(*back), json);
+}
+
+TEST(ParseSlipwayTomlTest, ReadsDeployPoliciesAndAutoRollback) {
+  auto config = ParseSlipwayToml(R"(
+project = "shop"
+[services.web]
+startCommand = "python3 server.py"
+preDeployCommand = "python3 migrate.py"
+restartPolicyType = "NEVER"
+drainingSeconds = 5
+overlapSeconds = 2
+keepReleases = 4
+[services.web.autoRollback]
+watchSeconds = 60
+errorRatePercent = 2.5
+errorRateMinRequests = 10
+p95Ms = 500
+)",
+                                 "slipway.toml", "x");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  const ServiceConfig& web = config->services.at(0);
+  EXPECT_EQ(web.pre_deploy_command, "python3 migrate.py");
+  EXPECT_EQ(web.restart_policy, "NEVER");
+  EXPECT_EQ(web.draining_seconds, 5);
+  EXPECT_EQ(web.overlap_seconds, 2);
+  EXPECT_EQ(web.keep_releases, 4);
+  EXPECT_TRUE(web.auto_rollback.enabled);
+  EXPECT_EQ(web.auto_rollback.watch_seconds, 60);
+  EXPECT_EQ(web.auto_rollback.error_rate_percent, 2.5);
+  EXPECT_EQ(web.auto_rollback.error_rate_min_requests, 10);
+  EXPECT_EQ(web.auto_rollback.p95_ms, 500);
+  EXPECT_EQ(web.auto_rollback.failed_health_checks, 3);  // default kept
+}
+
+TEST(ParseSlipwayTomlTest, DeployPolicyErrorsNameTheKeyAndSuggest) {
+  auto policy = ParseSlipwayToml("restartPolicyType = \"ON_FAILUR\"\n", "slipway.toml", "x");
+  ASSERT_FALSE(policy.ok());
+  EXPECT_EQ(policy.status().message(),
+            "slipway.toml:1:21: \"restartPolicyType\" must be one of \"ON_FAILURE\", "
+            "\"ALWAYS\", \"NEVER\" (got \"ON_FAILUR\"; did you mean \"ON_FAILURE\"?)");
+  auto key = ParseSlipwayToml("[autoRollback]\nerrorRatePercnt = 5\n", "slipway.toml", "x");
+  ASSERT_FALSE(key.ok());
+  EXPECT_EQ(key.status().message(),
+            "slipway.toml:2:1: unknown key \"errorRatePercnt\" in [autoRollback] (did you mean "
+            "\"errorRatePercent\"?)");
 }
 
 TEST(ServiceConfigJsonTest, MissingKeysKeepDefaults) {

@@ -270,6 +270,56 @@ class Slipway:
             self.stop()
         return self.start()
 
+    def sigterm_restart(self, timeout=60):
+        """SIGTERM to the server (what an init system sends on upgrade), waits for it to
+        exit, then starts it again on the same data dir and ports. Returns the exit code."""
+        assert self.running(), "server is not running"
+        self.server.send_signal(signal.SIGTERM)
+        try:
+            self.server.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+            self.server.wait()
+            raise AssertionError(
+                f"slipway server did not exit within {timeout}s of SIGTERM\n"
+                f"--- server log ---\n{self.server_log(80)}"
+            )
+        code = self.server.returncode
+        self.start()
+        return code
+
+    # --- control API (what the CLI reads) ----------------------------------------------
+
+    def api_get(self, path, timeout=10):
+        """GET `path` on the control API with the data dir's token; returns the JSON.
+        Raises AssertionError with the answer on a non-2xx status."""
+        request = urllib.request.Request(self.api_url + path)
+        token = _read(os.path.join(self.home, "token"))
+        if token:
+            request.add_header("Authorization", "Bearer " + token.strip())
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return json.loads(response.read().decode("utf-8", "replace"))
+        except urllib.error.HTTPError as e:
+            body = e.read().decode("utf-8", "replace")[:500]
+            raise AssertionError(f"GET {path} on the control API -> {e.code}: {body}") from None
+
+    def deployments(self, project, service="web", limit=200):
+        """The service's deployment records (dicts with id, status, error, active...),
+        newest first, as `slipway deployments` gets them."""
+        path = f"/v1/projects/{project}/deployments?service={service}&limit={limit}"
+        return self.api_get(path)["deployments"]
+
+    def deployment(self, deployment_id):
+        return self.api_get(f"/v1/deployments/{deployment_id}")
+
+    def service_status(self, project, service="web"):
+        """The service's entry of GET /v1/projects/P/status (replicas, active deployment)."""
+        for s in self.api_get(f"/v1/projects/{project}/status")["services"]:
+            if s["name"] == service:
+                return s
+        raise AssertionError(f"project {project} has no service {service}")
+
     def server_log(self, lines=60):
         text = _read(self.server_log_path) or ""
         return "\n".join(text.splitlines()[-lines:])
@@ -585,6 +635,32 @@ def _cmdline(pid):
 
 
 URL_RE = re.compile(r"http://[a-z0-9.-]+\.localhost:\d+")
+
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def write_slipway_toml(app_dir, project, service="web", keys=None, variables=None, tables=None):
+    """Writes `app_dir`/slipway.toml declaring one service: `keys` (camelCase service
+    keys), `variables`, and `tables` ({"autoRollback": {...}}: sub-tables of the
+    service). Returns the text written."""
+    lines = [f"project = {_toml_value(project)}", "", f"[services.{service}]"]
+    lines += [f"{k} = {_toml_value(v)}" for k, v in (keys or {}).items()]
+    for name, table in (tables or {}).items():
+        lines += ["", f"[services.{service}.{name}]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in table.items()]
+    if variables:
+        lines += ["", f"[services.{service}.variables]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in variables.items()]
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(app_dir, "slipway.toml"), "w") as f:
+        f.write(text)
+    return text
 
 
 class SlipwayTestCase(unittest.TestCase):

@@ -357,6 +357,11 @@ TEST_F(StoreTest, ReleasesAndActiveDeployment) {
 
   ASSERT_TRUE(store->SetServiceConfig(web.id, R"({"port":8000})").ok());
   EXPECT_EQ(store->GetService(web.id)->config_json, R"({"port":8000})");
+
+  EXPECT_EQ(store->GetService(web.id)->scale, 0);
+  ASSERT_TRUE(store->SetServiceScale(web.id, 3).ok());
+  EXPECT_EQ(store->GetService(web.id)->scale, 3);
+  EXPECT_EQ(store->SetServiceScale(999, 3).code(), StatusCode::kNotFound);
 }
 
 TEST_F(StoreTest, ReplicasUpsertAndLiveList) {
