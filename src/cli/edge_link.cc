@@ -53,111 +53,6 @@ Result<EdgeInfo> Hello(ControlConnection& connection, std::chrono::milliseconds 
   return info;
 }
 
-bool ReadFull(int fd, void* data, size_t size) {
-  char* p = static_cast<char*>(data);
-  while (size > 0) {
-    ssize_t n = read(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
-  return true;
-}
-
-void CloseFdsFrom(int first, int last) {
-  if (first > last) return;
-  if (close_range(static_cast<unsigned>(first), static_cast<unsigned>(last), 0) == 0) return;
-  for (int fd = first; fd <= last; ++fd) close(fd);
-}
-
-struct ForkReport {
-  pid_t pid;
-  int err;
-};
-
-// Starts `argv` detached: a new session (via an intermediate that exits, so the edge is
-// not our child and does not die with us), cwd "/", stdin /dev/null, stdout and stderr
-// appended to `log_path`. Returns its pid once it was exec'd.
-Result<pid_t> SpawnDetached(const std::vector<std::string>& args, const EnvMap& env,
-                            const std::string& log_path) {
-  // Everything the children use is prepared before fork: no allocation after it.
-  std::vector<std::string> args_copy = args;
-  std::vector<char*> argv;
-  for (auto& a : args_copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  std::vector<std::string> env_strings;
-  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
-  std::vector<char*> envp;
-  for (auto& s : env_strings) envp.push_back(s.data());
-  envp.push_back(nullptr);
-  const char* log = log_path.c_str();
-  rlimit files{};
-  const int max_fd = getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY
-                         ? static_cast<int>(std::min<rlim_t>(files.rlim_cur, 1 << 20))
-                         : 65536;
-
-  int pid_pipe[2];
-  int err_pipe[2];
-  if (pipe2(pid_pipe, O_CLOEXEC) != 0) return ErrnoStatus("pipe", errno);
-  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
-    int e = errno;
-    close(pid_pipe[0]);
-    close(pid_pipe[1]);
-    return ErrnoStatus("pipe", e);
-  }
-  pid_t child = fork();
-  if (child < 0) {
-    int e = errno;
-    for (int fd : {pid_pipe[0], pid_pipe[1], err_pipe[0], err_pipe[1]}) close(fd);
-    return ErrnoStatus("fork", e);
-  }
-  if (child == 0) {
-    setsid();
-    pid_t edge = fork();
-    if (edge != 0) {
-      ForkReport report{edge, edge < 0 ? errno : 0};
-      (void)!write(pid_pipe[1], &report, sizeof(report));
-      _exit(0);
-    }
-    int err_fd = fcntl(err_pipe[1], F_DUPFD_CLOEXEC, 3);
-    if (err_fd < 0) _exit(127);
-    if (chdir("/") != 0) _exit(127);
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) dup2(devnull, 0);
-    int out = open(log, O_WRONLY | O_APPEND | O_CREAT, 0644);
-    if (out >= 0) {
-      dup2(out, 1);
-      dup2(out, 2);
-    }
-    CloseFdsFrom(3, err_fd - 1);
-    CloseFdsFrom(err_fd + 1, max_fd);
-    for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    execve(argv[0], argv.data(), envp.data());
-    int err = errno;
-    (void)!write(err_fd, &err, sizeof(err));
-    _exit(127);
-  }
-  close(pid_pipe[1]);
-  close(err_pipe[1]);
-  while (waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
-  }
-  ForkReport report{-1, EIO};
-  bool reported = ReadFull(pid_pipe[0], &report, sizeof(report));
-  close(pid_pipe[0]);
-  int exec_err = 0;
-  bool failed = ReadFull(err_pipe[0], &exec_err, sizeof(exec_err));  // EOF: exec succeeded
-  close(err_pipe[0]);
-  if (!reported || report.pid < 0) return ErrnoStatus("fork of the edge", report.err);
-  if (failed) {
-    return Internal("cannot start the edge " + args[0] + ": " + std::strerror(exec_err));
-  }
-  return report.pid;
-}
-
 std::string LastLogLines(const std::string& path) {
   auto lines = TailLines(path, 5);
   if (!lines.ok() || lines->empty()) return "nothing in " + path;
@@ -226,7 +121,13 @@ struct EdgeLink::State {
     EnvMap env = CurrentEnvironment();
     env["SLIPWAY_HOME"] = options.home;
     RETURN_IF_ERROR(MakeDirs(options.home + "/logs"));
-    ASSIGN_OR_RETURN(pid_t pid, SpawnDetached(args, env, LogPath()));
+    DetachedSpec detached;
+    detached.argv = args;
+    detached.env = env;
+    detached.output_path = LogPath();
+    auto spawned = SpawnDetached(detached);
+    if (!spawned.ok()) return spawned.status().WithContext("cannot start the edge");
+    const pid_t pid = *spawned;
     const auto deadline = SteadyClock::now() + options.start_timeout;
     Status last = Unavailable("no answer yet");
     while (SteadyClock::now() < deadline) {

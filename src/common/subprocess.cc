@@ -5,10 +5,12 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -307,6 +309,123 @@ Result<CommandOutcome> RunCommand(const SpawnOptions& spawn, const RunOptions& r
   outcome.exit_code = proc->Wait();
   flush_lines(true);
   return outcome;
+}
+
+namespace {
+
+struct ForkReport {
+  pid_t pid;
+  int err;
+};
+struct ExecFailure {
+  int stage;  // 0: chdir to the working directory, 1: exec
+  int err;
+};
+
+bool ReadFull(int fd, void* data, size_t size) {
+  char* p = static_cast<char*>(data);
+  while (size > 0) {
+    ssize_t n = read(fd, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+void CloseFdsFrom(int first, int last) {
+  if (first > last) return;
+  if (close_range(static_cast<unsigned>(first), static_cast<unsigned>(last), 0) == 0) return;
+  for (int fd = first; fd <= last; ++fd) close(fd);
+}
+
+}  // namespace
+
+Result<pid_t> SpawnDetached(const DetachedSpec& spec) {
+  if (spec.argv.empty()) return InvalidArgument("nothing to start");
+  // Everything the children use is prepared before fork: no allocation after it.
+  std::vector<std::string> args = spec.argv;
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_strings;
+  for (const auto& [k, v] : spec.env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  const char* cwd = spec.cwd.empty() ? "/" : spec.cwd.c_str();
+  const char* output = spec.output_path.empty() ? "/dev/null" : spec.output_path.c_str();
+  rlimit files{};
+  const int max_fd = getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY
+                         ? static_cast<int>(std::min<rlim_t>(files.rlim_cur, 1 << 20))
+                         : 65536;
+
+  int pid_pipe[2];
+  int err_pipe[2];
+  if (pipe2(pid_pipe, O_CLOEXEC) != 0) return ErrnoStatus("pipe", errno);
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+    int e = errno;
+    close(pid_pipe[0]);
+    close(pid_pipe[1]);
+    return ErrnoStatus("pipe", e);
+  }
+  pid_t child = fork();
+  if (child < 0) {
+    int e = errno;
+    for (int fd : {pid_pipe[0], pid_pipe[1], err_pipe[0], err_pipe[1]}) close(fd);
+    return ErrnoStatus("fork", e);
+  }
+  if (child == 0) {
+    // A new session, then a second fork: once this intermediate exits, the process is in
+    // no session or process group of the caller's and not its child.
+    setsid();
+    pid_t detached = fork();
+    if (detached != 0) {
+      ForkReport report{detached, detached < 0 ? errno : 0};
+      (void)!write(pid_pipe[1], &report, sizeof(report));
+      _exit(0);
+    }
+    int err_fd = fcntl(err_pipe[1], F_DUPFD_CLOEXEC, 3);
+    if (err_fd < 0) _exit(127);
+    if (chdir(cwd) != 0) {
+      ExecFailure failure{0, errno};
+      (void)!write(err_fd, &failure, sizeof(failure));
+      _exit(127);
+    }
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, 0);
+    int out = open(output, O_WRONLY | O_APPEND | O_CREAT, 0644);
+    if (out >= 0) {
+      dup2(out, 1);
+      dup2(out, 2);
+    }
+    CloseFdsFrom(3, err_fd - 1);
+    CloseFdsFrom(err_fd + 1, max_fd);
+    for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execve(argv[0], argv.data(), envp.data());
+    ExecFailure failure{1, errno};
+    (void)!write(err_fd, &failure, sizeof(failure));
+    _exit(127);
+  }
+  close(pid_pipe[1]);
+  close(err_pipe[1]);
+  while (waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  ForkReport report{-1, EIO};
+  bool reported = ReadFull(pid_pipe[0], &report, sizeof(report));
+  close(pid_pipe[0]);
+  ExecFailure failure{};
+  bool failed = ReadFull(err_pipe[0], &failure, sizeof(failure));  // EOF: exec succeeded
+  close(err_pipe[0]);
+  if (!reported || report.pid < 0) return ErrnoStatus("fork", report.err);
+  if (failed && failure.stage == 0)
+    return ErrnoStatus("working directory " + spec.cwd, failure.err);
+  if (failed) return Internal("cannot start " + spec.argv[0] + ": " + std::strerror(failure.err));
+  return report.pid;
 }
 
 }  // namespace slipway

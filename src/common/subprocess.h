@@ -78,6 +78,22 @@ struct RunOptions {
 // Runs a command to completion, streaming its merged output line by line.
 Result<CommandOutcome> RunCommand(const SpawnOptions& spawn, const RunOptions& run);
 
+struct DetachedSpec {
+  std::vector<std::string> argv;  // argv[0] must be an absolute path
+  EnvMap env;                     // the process's whole environment
+  std::string cwd = "/";
+  std::string output_path;  // stdout and stderr appended here (created 0644); "": /dev/null
+};
+
+// Starts a process detached from the caller: in a session of its own, through an
+// intermediate process that exits at once, so it is not the caller's child, is in none of
+// its process groups and outlives it. It gets stdin from /dev/null, no other inherited
+// descriptor, default signal dispositions and an empty signal mask. Returns its pid
+// once it was exec'd. Errors: "working directory <cwd>: <errno text>" (kNotFound etc. by
+// errno) when it cannot change there, kInternal "cannot start <argv[0]>: ..." when exec
+// fails, or the fork's errno.
+Result<pid_t> SpawnDetached(const DetachedSpec& spec);
+
 // Looks `name` up in `path` (colon-separated); "" when not found.
 std::string FindExecutable(const std::string& name, const std::string& path);
 

@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -74,6 +79,48 @@ TEST(SubprocessTest, ProcessAliveTellsZombiesAndReusedPidsApart) {
   (*p)->Signal(SIGKILL);
   (*p)->Wait();
   EXPECT_FALSE(ProcessAlive(pid));
+}
+
+// The process lives on its own: not our child, in a session of its own, its output in
+// the file, and its exec failure reported.
+TEST(SpawnDetachedTest, RunsApartWithItsOutputInTheFile) {
+  char dir_template[] = "/tmp/slipway-detached-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  DetachedSpec spec;
+  spec.argv = {"/bin/sh", "-c", "echo \"in $(pwd) as $GREETING\"; exec sleep 30"};
+  spec.env = {{"GREETING", "hello"}, {"PATH", "/usr/bin:/bin"}};
+  spec.cwd = dir;
+  spec.output_path = dir + "/out.log";
+  auto pid = SpawnDetached(spec);
+  ASSERT_TRUE(pid.ok()) << pid.status().ToString();
+  EXPECT_TRUE(ProcessAlive(*pid));
+  EXPECT_EQ(waitpid(*pid, nullptr, WNOHANG), -1);  // ECHILD: not ours
+  EXPECT_NE(getsid(*pid), getsid(0));              // in a session of its own
+  EXPECT_NE(getpgid(*pid), getpgid(0));
+  std::string out;
+  for (int i = 0; i < 500 && out.empty(); ++i) {
+    std::ifstream f(spec.output_path);
+    std::getline(f, out);
+    if (out.empty()) usleep(10'000);
+  }
+  EXPECT_EQ(out, "in " + dir + " as hello");
+  kill(*pid, SIGKILL);
+
+  spec.argv = {dir + "/no-such-program"};
+  auto missing = SpawnDetached(spec);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().message(),
+            "cannot start " + dir + "/no-such-program: No such file or directory");
+  spec.argv = {"/bin/true"};
+  spec.cwd = dir + "/gone";
+  auto no_dir = SpawnDetached(spec);
+  ASSERT_FALSE(no_dir.ok());
+  EXPECT_EQ(no_dir.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(no_dir.status().message().find("working directory " + dir + "/gone"),
+            std::string::npos);
+  std::remove(spec.output_path.c_str());
+  rmdir(dir.c_str());
 }
 
 }  // namespace
