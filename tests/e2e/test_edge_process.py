@@ -213,7 +213,10 @@ class EdgeProcessTest(SlipwayTestCase):
             return pid if self.slipway.http_get(HOST, timeout=2)[0] == 200 else None
 
         wait_until(back, 30, "the server to bring the edge back serving the app")
-        self.assertIn("was gone", self.slipway.server_log(200))
+        # The new edge serves its saved table even before the server has logged the restart.
+        wait_until(
+            lambda: "was gone" in self.slipway.server_log(200), 30, "the server to log the restart"
+        )
         status, body = self.slipway.http_get(HOST)
         self.assertEqual(status, 200, body)
         self.assertIn("hello from node", body)
