@@ -236,6 +236,13 @@ void Process::Signal(int sig) {
   }
 }
 
+// SIGKILL reaches every process of a group at once, but each takes a moment to die:
+// callers are told a command is over only once its whole group is (at most 2 s).
+static void WaitGroupGone(pid_t pgid, bool own_group) {
+  if (!own_group) return;
+  for (int i = 0; i < 200 && ProcessGroupAlive(pgid); ++i) usleep(10'000);
+}
+
 Result<CommandOutcome> RunCommand(const SpawnOptions& spawn, const RunOptions& run) {
   ASSIGN_OR_RETURN(auto proc, Process::Spawn(spawn));
   if (run.on_started) run.on_started(proc->pid());
@@ -285,6 +292,7 @@ Result<CommandOutcome> RunCommand(const SpawnOptions& spawn, const RunOptions& r
       if (proc->TryWait(&code)) {
         outcome.exit_code = code;
         proc->Signal(SIGKILL);
+        WaitGroupGone(proc->pid(), spawn.new_process_group);
         flush_lines(true);
         return outcome;
       }
@@ -307,6 +315,7 @@ Result<CommandOutcome> RunCommand(const SpawnOptions& spawn, const RunOptions& r
   }
   proc->Signal(SIGKILL);
   outcome.exit_code = proc->Wait();
+  WaitGroupGone(proc->pid(), spawn.new_process_group);
   flush_lines(true);
   return outcome;
 }

@@ -135,10 +135,14 @@ class AcmeTest(SlipwayTestCase):
         certs = self.slipway.cli("certs")
         self.assertEqual(certs.code, 0, str(certs))
         self.assertRegex(certs.stdout, rf"{DOMAIN}\s+acme")
-        # pebble fetched the answer from the edge: the access log has the request.
-        with open(os.path.join(self.slipway.home, "logs", "access.log")) as f:
-            challenges = [json.loads(line) for line in f if "acme-challenge" in line]
-        self.assertTrue(any(c["status"] == 200 for c in challenges), challenges)
+        # pebble fetched the answer from the edge: the access log (flushed every second)
+        # has the request.
+        def challenge_answered():
+            with open(os.path.join(self.slipway.home, "logs", "access.log")) as f:
+                challenges = [json.loads(line) for line in f if "acme-challenge" in line]
+            return any(c["status"] == 200 for c in challenges)
+
+        wait_until(challenge_answered, 30, "the challenge request in the access log")
 
 
 if __name__ == "__main__":
