@@ -223,20 +223,24 @@ class Slipway:
         except (OSError, http.client.HTTPException):
             return None
 
-    def terminate(self, timeout=60):
-        """SIGTERM (the server stops alone: edge and apps serve on); waits for the exit."""
-        assert self.running(), "server is not running"
-        self.server.send_signal(signal.SIGTERM)
+    def _signal_and_wait(self, sig, timeout):
+        """Sends `sig` to the server and waits for its exit; returns the exit code."""
+        self.server.send_signal(sig)
         try:
             self.server.wait(timeout)
         except subprocess.TimeoutExpired:
             self.server.kill()
             self.server.wait()
             raise AssertionError(
-                f"slipway server did not exit within {timeout}s of SIGTERM\n"
+                f"slipway server did not exit within {timeout}s of {signal.Signals(sig).name}\n"
                 f"--- server log ---\n{self.server_log(80)}"
             )
         return self.server.returncode
+
+    def terminate(self, timeout=60):
+        """SIGTERM (the server stops alone: edge and apps serve on); waits for the exit."""
+        assert self.running(), "server is not running"
+        return self._signal_and_wait(signal.SIGTERM, timeout)
 
     def running(self):
         return self.server is not None and self.server.poll() is None
@@ -246,16 +250,7 @@ class Slipway:
         if self.server is None:
             return None
         if self.server.poll() is None:
-            self.server.send_signal(signal.SIGINT)
-            try:
-                self.server.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
-                raise AssertionError(
-                    f"slipway server did not exit within {timeout}s of SIGINT\n"
-                    f"--- server log ---\n{self.server_log(80)}"
-                )
+            return self._signal_and_wait(signal.SIGINT, timeout)
         return self.server.returncode
 
     def kill9(self):
@@ -273,18 +268,7 @@ class Slipway:
     def sigterm_restart(self, timeout=60):
         """SIGTERM to the server (what an init system sends on upgrade), waits for it to
         exit, then starts it again on the same data dir and ports. Returns the exit code."""
-        assert self.running(), "server is not running"
-        self.server.send_signal(signal.SIGTERM)
-        try:
-            self.server.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.server.kill()
-            self.server.wait()
-            raise AssertionError(
-                f"slipway server did not exit within {timeout}s of SIGTERM\n"
-                f"--- server log ---\n{self.server_log(80)}"
-            )
-        code = self.server.returncode
+        code = self.terminate(timeout)
         self.start()
         return code
 
