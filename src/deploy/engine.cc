@@ -956,13 +956,18 @@ class DeployEngine::Impl {
   // ---- automatic rollback ---------------------------------------------------
 
   // The service's traffic counters now (all its routes: generated host and domains).
-  std::optional<TrafficSample> SampleTraffic(const std::string& service_label) {
+  // What the edge measures now; nullopt when there is no edge to ask or it did not answer.
+  std::optional<EdgeStats> FetchEdgeStats() {
     if (!options_.edge_stats) return std::nullopt;
     auto stats = options_.edge_stats();
     if (!stats.ok()) return std::nullopt;
+    return std::move(*stats);
+  }
+
+  TrafficSample SampleTraffic(const EdgeStats& stats, const std::string& service_label) {
     TrafficSample sample;
     sample.at = clock_.Monotonic();
-    for (const RouteMetrics& m : stats->routes) {
+    for (const RouteMetrics& m : stats.routes) {
       if (m.service_label != service_label) continue;
       sample.requests += m.requests;
       sample.errors += m.status_classes[4];
@@ -983,12 +988,13 @@ class DeployEngine::Impl {
       it->second.samples.clear();
       it->second.traffic_watched = true;
     }
-    TakeSample(deployment_id, /*evaluate=*/false);
+    if (auto stats = FetchEdgeStats()) TakeSample(deployment_id, *stats, /*evaluate=*/false);
   }
 
   // Records a traffic sample of a watched deployment; with `evaluate`, returns the
   // reason to roll back when the error rate or p95 latency over the window is too high.
-  std::optional<std::string> TakeSample(int64_t deployment_id, bool evaluate) {
+  std::optional<std::string> TakeSample(int64_t deployment_id, const EdgeStats& stats,
+                                        bool evaluate) {
     std::string label;
     AutoRollbackConfig ar;
     {
@@ -998,26 +1004,25 @@ class DeployEngine::Impl {
       label = it->second.project + "/" + it->second.service;
       ar = it->second.config.auto_rollback;
     }
-    auto sample = SampleTraffic(label);
-    if (!sample) return std::nullopt;
+    const TrafficSample sample = SampleTraffic(stats, label);
     std::lock_guard<std::mutex> lock(mu_);
     auto it = live_.find(deployment_id);
     if (it == live_.end()) return std::nullopt;
     auto& samples = it->second.samples;
-    if (!samples.empty() && sample->requests < samples.back().requests)
+    if (!samples.empty() && sample.requests < samples.back().requests)
       samples.clear();  // edge restarted
-    samples.push_back(*sample);
+    samples.push_back(sample);
     const auto window = std::chrono::seconds(ar.error_rate_window_seconds);
-    while (samples.size() > 2 && samples[1].at <= sample->at - window) samples.pop_front();
+    while (samples.size() > 2 && samples[1].at <= sample.at - window) samples.pop_front();
     if (!evaluate || samples.size() < 2) return std::nullopt;
     const TrafficSample& base = samples.front();
-    const uint64_t requests = sample->requests - base.requests;
-    const uint64_t errors = sample->errors - base.errors;
+    const uint64_t requests = sample.requests - base.requests;
+    const uint64_t errors = sample.errors - base.errors;
     if (requests == 0 || requests < static_cast<uint64_t>(ar.error_rate_min_requests)) {
       return std::nullopt;
     }
     const long seconds = static_cast<long>(
-        std::chrono::duration_cast<std::chrono::seconds>(sample->at - base.at).count());
+        std::chrono::duration_cast<std::chrono::seconds>(sample.at - base.at).count());
     const double rate = 100.0 * static_cast<double>(errors) / static_cast<double>(requests);
     if (ar.error_rate_percent > 0 && rate > ar.error_rate_percent) {
       return fmt::format("5xx rate {:.0f}% ({} of {} requests in {}s) above {}%", rate, errors,
@@ -1026,7 +1031,7 @@ class DeployEngine::Impl {
     if (ar.p95_ms > 0) {
       uint64_t total = 0;
       std::map<double, uint64_t> delta;
-      for (const auto& [upper, count] : sample->latency) {
+      for (const auto& [upper, count] : sample.latency) {
         auto b = base.latency.find(upper);
         uint64_t d = count - (b == base.latency.end() ? 0 : std::min(count, b->second));
         if (d > 0) delta[upper] = d;
@@ -1110,8 +1115,13 @@ class DeployEngine::Impl {
                                                  r.failed_probes, p.index, health.message()));
       }
     }
-    for (int64_t id : watched) {
-      if (auto reason = TakeSample(id, /*evaluate=*/true)) verdicts.emplace_back(id, *reason);
+    // One answer from the edge serves every deployment watched this round.
+    if (auto stats = watched.empty() ? std::nullopt : FetchEdgeStats()) {
+      for (int64_t id : watched) {
+        if (auto reason = TakeSample(id, *stats, /*evaluate=*/true)) {
+          verdicts.emplace_back(id, *reason);
+        }
+      }
     }
     std::set<int64_t> done;
     for (const auto& [id, reason] : verdicts) {
