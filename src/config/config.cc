@@ -13,6 +13,7 @@
 
 #include "common/fs.h"
 #include "common/names.h"
+#include "config/importers.h"
 
 namespace slipway {
 namespace {
@@ -622,25 +623,6 @@ Result<ProjectConfig> ParseImpl(std::string_view text, const std::string& filena
   return reader.Read(text, fallback_name);
 }
 
-Result<ProjectConfig> FromProcfile(const std::string& text) {
-  ASSIGN_OR_RETURN(auto processes, ParseProcfile(text));
-  ProjectConfig config;
-  config.source = "Procfile";
-  ServiceConfig web;
-  for (const auto& [type, command] : processes) {
-    if (type == "web") {
-      web.start_command = command;
-    } else if (type == "release") {
-      web.procfile_release = command;
-    } else {
-      config.warnings.push_back("Procfile: process type " + Quote(type) +
-                                " is not run yet (only web and release are)");
-    }
-  }
-  config.services.push_back(std::move(web));
-  return config;
-}
-
 }  // namespace
 
 Result<ProjectConfig> ParseSlipwayToml(std::string_view text, const std::string& filename,
@@ -648,36 +630,124 @@ Result<ProjectConfig> ParseSlipwayToml(std::string_view text, const std::string&
   return ParseImpl(text, filename, fallback_name, nullptr);
 }
 
+namespace {
+
+// The config files read when there is no slipway.toml, in precedence order (DESIGN.md):
+// the first present declares the services; app.json and a Procfile combine (Heroku), and
+// a Procfile also supplies a railway.json service's start and release commands.
+struct ConfigFile {
+  const char* name;
+  Result<ProjectConfig> (*import)(std::string_view, const std::string&);
+};
+constexpr ConfigFile kPrimaryFiles[] = {
+    {"railway.json", ImportRailway},     {"railway.toml", ImportRailway},
+    {"render.yaml", ImportRender},       {"render.yml", ImportRender},
+    {"vercel.json", ImportVercel},       {"app.json", ImportAppJson},
+    {"docker-compose.yml", ImportCompose}, {"docker-compose.yaml", ImportCompose},
+    {"compose.yaml", ImportCompose},     {"compose.yml", ImportCompose},
+};
+
+Result<std::string> ReadConfigFile(const std::string& dir, const std::string& name) {
+  const std::string path = dir + "/" + name;
+  if (IsDirectory(path)) {
+    return InvalidArgument("cannot read " + name + ": " + path + " is a directory, not a file");
+  }
+  auto text = ReadFile(path);
+  if (!text.ok()) return text.status().WithContext("cannot read " + name);
+  return text;
+}
+
+// Fills the Procfile's commands into `config`'s services: web (start command of the
+// first web service that has none) and release; other process types become worker
+// services unless the config already has a service of that name.
+void MergeProcfile(const std::vector<std::pair<std::string, std::string>>& processes,
+                   ProjectConfig& config) {
+  for (const auto& [type, command] : processes) {
+    auto same_name = std::find_if(config.services.begin(), config.services.end(),
+                                  [&](const ServiceConfig& s) { return s.name == type; });
+    if (type == "web" || type == "release") {
+      if (config.services.empty()) config.services.emplace_back();
+      ServiceConfig& web = config.services.front();
+      if (type == "release") {
+        web.procfile_release = command;
+        config.origins["services." + web.name + ".procfileRelease"] = "Procfile";
+      } else if (web.start_command.empty()) {
+        web.start_command = command;
+        config.origins["services." + web.name + ".startCommand"] = "Procfile";
+      }
+    } else if (same_name == config.services.end()) {
+      ServiceConfig worker;
+      worker.name = type;
+      worker.type = "worker";
+      worker.start_command = command;
+      config.origins["services." + type + ".startCommand"] = "Procfile";
+      config.services.push_back(std::move(worker));
+    } else if (same_name->start_command.empty()) {
+      same_name->start_command = command;
+      config.origins["services." + type + ".startCommand"] = "Procfile";
+    }
+  }
+}
+
+}  // namespace
+
 Result<ProjectConfig> LoadProjectConfig(const std::string& dir, const std::string& fallback_name) {
   if (!IsDirectory(dir)) {
     return NotFound("app directory " + dir + " does not exist or is not a directory");
   }
-  const std::string toml_path = dir + "/slipway.toml";
-  if (PathExists(toml_path)) {
-    if (IsDirectory(toml_path)) {
-      return InvalidArgument("cannot read slipway.toml: " + toml_path +
-                             " is a directory, not a file");
-    }
-    auto text = ReadFile(toml_path);
-    if (!text.ok()) return text.status().WithContext("cannot read slipway.toml");
-    return ParseImpl(*text, "slipway.toml", fallback_name, &dir);
+  if (PathExists(dir + "/slipway.toml")) {
+    ASSIGN_OR_RETURN(std::string text, ReadConfigFile(dir, "slipway.toml"));
+    return ParseImpl(text, "slipway.toml", fallback_name, &dir);
   }
 
   ProjectConfig config;
-  const std::string procfile_path = dir + "/Procfile";
-  if (PathExists(procfile_path)) {
-    auto text = ReadFile(procfile_path);
-    if (!text.ok()) return text.status().WithContext("cannot read Procfile");
-    ASSIGN_OR_RETURN(config, FromProcfile(*text));
-  } else {
-    config.source = "detected";
-    config.services.emplace_back();
+  for (const ConfigFile& file : kPrimaryFiles) {
+    if (!PathExists(dir + "/" + file.name)) continue;
+    if (!config.sources.empty()) {
+      // app.json goes with a Procfile, not with another platform's file.
+      config.warnings.push_back(std::string(file.name) + " is ignored: " + config.sources[0] +
+                                " declares the services");
+      continue;
+    }
+    ASSIGN_OR_RETURN(std::string text, ReadConfigFile(dir, file.name));
+    ASSIGN_OR_RETURN(config, file.import(text, file.name));
+    config.sources.insert(config.sources.begin(), file.name);
   }
-  config.name = SanitizeName(fallback_name);
+
+  const bool multi_service_blueprint =
+      !config.sources.empty() &&
+      (config.sources[0].rfind("render.", 0) == 0 || config.sources[0].find("compose") != std::string::npos);
+  if (PathExists(dir + "/Procfile")) {
+    if (multi_service_blueprint) {
+      config.warnings.push_back("Procfile is ignored: " + config.sources[0] +
+                                " declares the services and their commands");
+    } else {
+      ASSIGN_OR_RETURN(std::string text, ReadConfigFile(dir, "Procfile"));
+      ASSIGN_OR_RETURN(auto processes, ParseProcfile(text));
+      MergeProcfile(processes, config);
+      config.sources.push_back("Procfile");
+    }
+  }
+  if (config.sources.empty()) config.sources.push_back("detected");
+  if (config.services.empty()) config.services.emplace_back();
+  config.source = config.sources[0];
+
+  for (const ServiceConfig& service : config.services) {
+    std::string where = config.origins.count("services." + service.name + ".rootDirectory")
+                            ? config.origins["services." + service.name + ".rootDirectory"]
+                            : config.source;
+    if (!IsDirectory(JoinPath(dir, service.root_directory))) {
+      return InvalidArgument(where + ": service " + Quote(service.name) + ": rootDirectory " +
+                             Quote(service.root_directory) + " is not a directory in " + dir);
+    }
+  }
   if (config.name.empty()) {
-    return InvalidArgument("cannot name the project after the directory " + Quote(fallback_name) +
-                           ": create slipway.toml in " + dir +
-                           " with a line like project = \"my-app\"");
+    config.name = SanitizeName(fallback_name);
+    if (config.name.empty()) {
+      return InvalidArgument("cannot name the project after the directory " +
+                             Quote(fallback_name) + ": create slipway.toml in " + dir +
+                             " with a line like project = \"my-app\"");
+    }
   }
   return config;
 }
@@ -728,6 +798,8 @@ Result<std::vector<std::pair<std::string, std::string>>> ParseProcfile(std::stri
 std::string ServiceConfigToJson(const ServiceConfig& config) {
   nlohmann::json j;
   j["name"] = config.name;
+  j["type"] = config.type;
+  j["cronSchedule"] = config.cron_schedule;
   j["rootDirectory"] = config.root_directory;
   j["builder"] = config.builder;
   j["buildCommand"] = config.build_command;
@@ -737,6 +809,25 @@ std::string ServiceConfigToJson(const ServiceConfig& config) {
   j["healthcheckTimeout"] = config.healthcheck_timeout;
   j["numReplicas"] = config.num_replicas;
   j["variables"] = config.variables;
+  j["requiredVariables"] = config.required_variables;
+  j["watchPatterns"] = config.watch_patterns;
+  auto rules = [](const std::vector<RouteRule>& in) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const RouteRule& r : in) {
+      out.push_back({{"source", r.source}, {"destination", r.destination}, {"status", r.status}});
+    }
+    return out;
+  };
+  j["rewrites"] = rules(config.rewrites);
+  j["redirects"] = rules(config.redirects);
+  j["headers"] = nlohmann::json::array();
+  for (const HeaderRule& h : config.headers) {
+    nlohmann::json pairs = nlohmann::json::array();
+    for (const auto& [k, v] : h.headers) pairs.push_back({{"key", k}, {"value", v}});
+    j["headers"].push_back({{"source", h.source}, {"headers", pairs}});
+  }
+  j["cleanUrls"] = config.clean_urls;
+  j["trailingSlash"] = config.trailing_slash;
   j["procfileRelease"] = config.procfile_release;
   j["preDeployCommand"] = config.pre_deploy_command;
   j["healthcheckHost"] = config.healthcheck_host;
@@ -785,8 +876,11 @@ Result<ServiceConfig> ServiceConfigFromJson(const std::string& json) {
   };
   RETURN_IF_ERROR(string_field("name", config.name));
   RETURN_IF_ERROR(ValidateName(config.name, "service name").WithContext("service config JSON"));
+  RETURN_IF_ERROR(string_field("type", config.type));
+  RETURN_IF_ERROR(string_field("cronSchedule", config.cron_schedule));
   RETURN_IF_ERROR(string_field("rootDirectory", config.root_directory));
   RETURN_IF_ERROR(string_field("builder", config.builder));
+  RETURN_IF_ERROR(string_field("trailingSlash", config.trailing_slash));
   RETURN_IF_ERROR(string_field("buildCommand", config.build_command));
   RETURN_IF_ERROR(string_field("startCommand", config.start_command));
   RETURN_IF_ERROR(string_field("staticDirectory", config.static_directory));
@@ -820,6 +914,29 @@ Result<ServiceConfig> ServiceConfigFromJson(const std::string& json) {
     } catch (const nlohmann::json::exception&) {
       return InvalidArgument(where + "\"autoRollback\" holds a value of the wrong type");
     }
+  }
+  try {
+    config.clean_urls = j.value("cleanUrls", false);
+    config.required_variables =
+        j.value("requiredVariables", std::vector<std::string>{});
+    config.watch_patterns = j.value("watchPatterns", std::vector<std::string>{});
+    auto rules = [&](const char* key, std::vector<RouteRule>& out) {
+      for (const auto& r : j.value(key, nlohmann::json::array())) {
+        out.push_back({r.at("source").get<std::string>(), r.at("destination").get<std::string>(),
+                       r.value("status", 0)});
+      }
+    };
+    rules("rewrites", config.rewrites);
+    rules("redirects", config.redirects);
+    for (const auto& h : j.value("headers", nlohmann::json::array())) {
+      HeaderRule rule{h.at("source").get<std::string>(), {}};
+      for (const auto& kv : h.at("headers")) {
+        rule.headers.emplace_back(kv.at("key").get<std::string>(), kv.at("value").get<std::string>());
+      }
+      config.headers.push_back(std::move(rule));
+    }
+  } catch (const nlohmann::json::exception&) {
+    return InvalidArgument(where + "a routing, watch or required-variable field has the wrong type");
   }
   if (auto it = j.find("variables"); it != j.end()) {
     if (!it->is_object()) return InvalidArgument(where + "\"variables\" must be an object");

@@ -31,8 +31,25 @@ struct AutoRollbackConfig {
   int memory_mb = 0;                 // resident memory of one replica
 };
 
+// Static-site routing rules, as vercel.json / render.yaml declare them. The edge applies
+// them to static services (issue 7); until then the importers warn that they are read
+// but not applied.
+struct RouteRule {
+  std::string source;       // path pattern: "/api/:path*", "/old", "/(.*)"
+  std::string destination;  // path or absolute URL
+  int status = 0;           // redirects: 301, 302, 307, 308 (0: 308 when permanent, else 307)
+};
+struct HeaderRule {
+  std::string source;
+  std::vector<std::pair<std::string, std::string>> headers;  // in file order
+};
+
 struct ServiceConfig {
   std::string name = "web";
+  // "web" (listens on $PORT, routed), "worker" (no port, no route), "cron" (runs on
+  // `cron_schedule`). Workers and cron jobs run from issue 6 on.
+  std::string type = "web";
+  std::string cron_schedule;  // 5-field cron expression in UTC, for type "cron"
   std::string root_directory = ".";  // relative to the project directory; no ".." escapes
   std::string builder;               // "" (detect), "python", "node", "static", "command"
   std::string build_command;         // shell command run after the builder's own steps
@@ -41,7 +58,23 @@ struct ServiceConfig {
   std::string healthcheck_path;      // "" : the port accepting connections is healthy
   int healthcheck_timeout = 60;      // seconds
   int num_replicas = 1;
+  // Variables declared in the config file. Values may hold references resolved at
+  // deploy: ${{ shared.KEY }}, ${{ other-service.KEY }}, ${{ postgres.DATABASE_URL }},
+  // ${{ secret(32) }} (generated once, then kept). Variables set with
+  // `slipway variables set` win over these.
   std::map<std::string, std::string> variables;
+  // Variables the config says must be set by the user (render.yaml `sync: false`,
+  // app.json `required: true` without a value); a deploy without them fails naming them.
+  std::vector<std::string> required_variables;
+  // Gitignore-style patterns relative to the project root; a change outside them does
+  // not redeploy the service. Empty: any change under root_directory does.
+  std::vector<std::string> watch_patterns;
+  // Static routing (see RouteRule).
+  std::vector<RouteRule> rewrites;
+  std::vector<RouteRule> redirects;
+  std::vector<HeaderRule> headers;
+  bool clean_urls = false;
+  std::string trailing_slash;  // "" (leave), "add", "remove"
   std::string procfile_release;  // Procfile `release:` command, if any
   // Runs once per deploy in the new release, before the switch; "" : the Procfile's
   // release: command, if any.
@@ -56,11 +89,30 @@ struct ServiceConfig {
   AutoRollbackConfig auto_rollback;
 };
 
+// A database the project declares (render.yaml databases, docker-compose postgres/redis
+// images, app.json addons). Provisioned by the add-ons subsystem (issue 6).
+struct AddonConfig {
+  std::string kind;  // "postgres" or "redis"
+  std::string name;  // referenced as ${{ <name>.DATABASE_URL }} / ${{ <name>.REDIS_URL }}
+};
+
 struct ProjectConfig {
-  std::string name;                     // the project's name (validated DNS label)
-  std::string source;                   // "slipway.toml", "Procfile" or "detected"
+  std::string name;  // the project's name (validated DNS label)
+  // The files the config was read from, the main one first: "slipway.toml",
+  // "railway.json", "render.yaml", "vercel.json", "app.json", "docker-compose.yml",
+  // "Procfile", or "detected" when there is none.
+  std::string source;
+  std::vector<std::string> sources;
   std::vector<ServiceConfig> services;  // at least one, names unique
-  std::vector<std::string> warnings;    // e.g. a Procfile process type not yet supported
+  std::vector<AddonConfig> addons;
+  std::map<std::string, std::string> shared_variables;  // ${{ shared.KEY }}
+  // Where each value came from, for `slipway config show`: key "services.api.startCommand"
+  // (the slipway.toml key path; "project", "shared.KEY", "addons.NAME") -> "railway.json:7:5"
+  // or "railway.json:7" or "default". A value not listed here is a default.
+  std::map<std::string, std::string> origins;
+  // A field Slipway does not support, or supports later, is named here, never dropped:
+  // "render.yaml:12:5: \"plan\" is not supported and is ignored".
+  std::vector<std::string> warnings;
 };
 
 // Loads the config of the app directory `dir`. `fallback_name` is the project name

@@ -232,6 +232,20 @@ class DeployEngine::Impl {
     if (request.only_services.empty()) {
       for (const auto& s : config.services) chosen.push_back(&s);
     }
+    // Workers and cron jobs are read from the config but not run yet (issue 6): say so
+    // rather than deploy them as web services that never open a port.
+    std::erase_if(chosen, [&](const ServiceConfig* s) {
+      if (s->type == "web") return false;
+      config.warnings.push_back("service \"" + s->name + "\" (" + s->type +
+                                ") is not deployed: " + s->type +
+                                " services are not run by this version of Slipway yet");
+      return true;
+    });
+    if (chosen.empty()) {
+      return InvalidArgument(config.source + ": no web service to deploy (" +
+                             std::to_string(config.services.size()) +
+                             " declared; workers and cron jobs are not run yet)");
+    }
 
     std::vector<std::string> source_dirs;
     for (const ServiceConfig* svc : chosen) {

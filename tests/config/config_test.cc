@@ -89,7 +89,7 @@ TEST(LoadProjectConfigTest, TomlErrorsNameTheFileLineAndColumn) {
             "\"healthcheckPath\"?)");
 }
 
-TEST(LoadProjectConfigTest, ProcfileGivesWebAndReleaseAndWarnsAboutOtherTypes) {
+TEST(LoadProjectConfigTest, ProcfileGivesWebReleaseAndWorkers) {
   TempDir dir;
   dir.Write("Procfile",
             "# processes\n"
@@ -101,15 +101,19 @@ TEST(LoadProjectConfigTest, ProcfileGivesWebAndReleaseAndWarnsAboutOtherTypes) {
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_EQ(config->name, "policy-backend");
   EXPECT_EQ(config->source, "Procfile");
-  ASSERT_EQ(config->services.size(), 1u);
+  ASSERT_EQ(config->services.size(), 2u);
   const ServiceConfig& web = config->services[0];
   EXPECT_EQ(web.name, "web");
+  EXPECT_EQ(web.type, "web");
   EXPECT_EQ(web.root_directory, ".");
   EXPECT_EQ(web.start_command, "gunicorn app:app --bind 0.0.0.0:$PORT");
   EXPECT_EQ(web.procfile_release, "alembic upgrade head");
-  ASSERT_EQ(config->warnings.size(), 1u);
-  EXPECT_EQ(config->warnings[0],
-            "Procfile: process type \"worker\" is not run yet (only web and release are)");
+  const ServiceConfig& worker = config->services[1];
+  EXPECT_EQ(worker.name, "worker");
+  EXPECT_EQ(worker.type, "worker");
+  EXPECT_EQ(worker.start_command, "python worker.py");
+  EXPECT_EQ(config->origins.at("services.worker.startCommand"), "Procfile");
+  EXPECT_TRUE(config->warnings.empty());
 }
 
 TEST(LoadProjectConfigTest, MalformedProcfileIsAnError) {
@@ -257,6 +261,15 @@ TEST(ServiceConfigJsonTest, RoundTripsEveryField) {
   config.auto_rollback.error_rate_percent = 12.5;
   config.auto_rollback.p95_ms = 800;
   config.auto_rollback.memory_mb = 256;
+  config.type = "cron";
+  config.cron_schedule = "0 2 * * *";
+  config.required_variables = {"STRIPE_KEY"};
+  config.watch_patterns = {"/api/**", "!**/*.md"};
+  config.rewrites = {{"/api/:path*", "https://api.example.com/:path*", 0}};
+  config.redirects = {{"/old", "/new", 301}};
+  config.headers = {{"/(.*)", {{"X-Frame-Options", "DENY"}, {"Cache-Control", "no-store"}}}};
+  config.clean_urls = true;
+  config.trailing_slash = "remove";
 
   std::string json = ServiceConfigToJson(config);
   EXPECT_NE(json.find("\"healthcheckPath\":\"/api/health\""), std::string::npos) << json;
@@ -282,6 +295,16 @@ TEST(ServiceConfigJsonTest, RoundTripsEveryField) {
   EXPECT_FALSE(back->auto_rollback.enabled);
   EXPECT_EQ(back->auto_rollback.error_rate_percent, 12.5);
   EXPECT_EQ(back->auto_rollback.memory_mb, 256);
+  EXPECT_EQ(back->type, "cron");
+  EXPECT_EQ(back->cron_schedule, "0 2 * * *");
+  EXPECT_EQ(back->required_variables, config.required_variables);
+  EXPECT_EQ(back->watch_patterns, config.watch_patterns);
+  ASSERT_EQ(back->redirects.size(), 1u);
+  EXPECT_EQ(back->redirects[0].status, 301);
+  ASSERT_EQ(back->headers.size(), 1u);
+  EXPECT_EQ(back->headers[0].headers[1].second, "no-store");
+  EXPECT_TRUE(back->clean_urls);
+  EXPECT_EQ(back->trailing_slash, "remove");
   EXPECT_EQ(ServiceConfigToJson(*back), json);
 }
 

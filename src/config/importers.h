@@ -1,0 +1,46 @@
+#pragma once
+
+// Importers: the config files users bring from other platforms, each read into a
+// ProjectConfig (services, add-ons, shared variables, warnings, origins). Internal to
+// the config subsystem; LoadProjectConfig picks which ones apply (docs/config.md).
+//
+// Every importer:
+//   - fails with kInvalidArgument and one line "FILE:LINE:COLUMN: what is wrong" for a
+//     malformed file or an invalid value (the same shape as slipway.toml's errors);
+//   - names each field it does not support in a warning ("FILE:LINE:COL: "plan" is not
+//     supported and is ignored"), never drops one silently;
+//   - records in ProjectConfig::origins where each value it set came from;
+//   - leaves ProjectConfig::name empty unless the file names the project.
+//
+// Thread-safety: pure functions.
+
+#include <string>
+#include <string_view>
+
+#include <yaml-cpp/yaml.h>
+
+#include "common/status.h"
+#include "config/config.h"
+
+namespace slipway {
+
+Result<ProjectConfig> ImportRailway(std::string_view text, const std::string& filename);  // .json/.toml
+Result<ProjectConfig> ImportRender(std::string_view text, const std::string& filename);
+Result<ProjectConfig> ImportVercel(std::string_view text, const std::string& filename);
+Result<ProjectConfig> ImportAppJson(std::string_view text, const std::string& filename);
+Result<ProjectConfig> ImportCompose(std::string_view text, const std::string& filename);
+
+// Shared helpers for the importers (importer_util.cc).
+
+// "FILE:LINE:COL" of a node (1-based), or "FILE" when the node carries no position.
+std::string Where(const std::string& filename, const YAML::Node& node);
+
+// Parses YAML (or JSON, which yaml-cpp reads with positions) into a node tree; a
+// syntax error is "FILE:LINE:COL: <yaml-cpp's message>".
+Result<YAML::Node> LoadYaml(std::string_view text, const std::string& filename);
+
+// Strict JSON syntax check first (yaml-cpp is lenient about JSON), then LoadYaml: a
+// syntax error is "FILE:LINE:COL: <nlohmann's message without its prefix>".
+Result<YAML::Node> LoadJson(std::string_view text, const std::string& filename);
+
+}  // namespace slipway
