@@ -640,11 +640,11 @@ struct ConfigFile {
   Result<ProjectConfig> (*import)(std::string_view, const std::string&);
 };
 constexpr ConfigFile kPrimaryFiles[] = {
-    {"railway.json", ImportRailway},     {"railway.toml", ImportRailway},
-    {"render.yaml", ImportRender},       {"render.yml", ImportRender},
-    {"vercel.json", ImportVercel},       {"app.json", ImportAppJson},
+    {"railway.json", ImportRailway},       {"railway.toml", ImportRailway},
+    {"render.yaml", ImportRender},         {"render.yml", ImportRender},
+    {"vercel.json", ImportVercel},         {"app.json", ImportAppJson},
     {"docker-compose.yml", ImportCompose}, {"docker-compose.yaml", ImportCompose},
-    {"compose.yaml", ImportCompose},     {"compose.yml", ImportCompose},
+    {"compose.yaml", ImportCompose},       {"compose.yml", ImportCompose},
 };
 
 Result<std::string> ReadConfigFile(const std::string& dir, const std::string& name) {
@@ -710,13 +710,20 @@ Result<ProjectConfig> LoadProjectConfig(const std::string& dir, const std::strin
       continue;
     }
     ASSIGN_OR_RETURN(std::string text, ReadConfigFile(dir, file.name));
-    ASSIGN_OR_RETURN(config, file.import(text, file.name));
+    if (file.import == ImportCompose && PathExists(dir + "/.env")) {
+      // Compose interpolates ${VAR} from the .env file next to it.
+      ASSIGN_OR_RETURN(std::string env_text, ReadConfigFile(dir, ".env"));
+      ASSIGN_OR_RETURN(auto dotenv, ParseDotEnv(env_text, ".env"));
+      ASSIGN_OR_RETURN(config, ImportComposeWithEnv(text, file.name, dotenv));
+    } else {
+      ASSIGN_OR_RETURN(config, file.import(text, file.name));
+    }
     config.sources.insert(config.sources.begin(), file.name);
   }
 
   const bool multi_service_blueprint =
-      !config.sources.empty() &&
-      (config.sources[0].rfind("render.", 0) == 0 || config.sources[0].find("compose") != std::string::npos);
+      !config.sources.empty() && (config.sources[0].rfind("render.", 0) == 0 ||
+                                  config.sources[0].find("compose") != std::string::npos);
   if (PathExists(dir + "/Procfile")) {
     if (multi_service_blueprint) {
       config.warnings.push_back("Procfile is ignored: " + config.sources[0] +
@@ -744,8 +751,8 @@ Result<ProjectConfig> LoadProjectConfig(const std::string& dir, const std::strin
   if (config.name.empty()) {
     config.name = SanitizeName(fallback_name);
     if (config.name.empty()) {
-      return InvalidArgument("cannot name the project after the directory " +
-                             Quote(fallback_name) + ": create slipway.toml in " + dir +
+      return InvalidArgument("cannot name the project after the directory " + Quote(fallback_name) +
+                             ": create slipway.toml in " + dir +
                              " with a line like project = \"my-app\"");
     }
   }
@@ -917,8 +924,7 @@ Result<ServiceConfig> ServiceConfigFromJson(const std::string& json) {
   }
   try {
     config.clean_urls = j.value("cleanUrls", false);
-    config.required_variables =
-        j.value("requiredVariables", std::vector<std::string>{});
+    config.required_variables = j.value("requiredVariables", std::vector<std::string>{});
     config.watch_patterns = j.value("watchPatterns", std::vector<std::string>{});
     auto rules = [&](const char* key, std::vector<RouteRule>& out) {
       for (const auto& r : j.value(key, nlohmann::json::array())) {
@@ -931,12 +937,14 @@ Result<ServiceConfig> ServiceConfigFromJson(const std::string& json) {
     for (const auto& h : j.value("headers", nlohmann::json::array())) {
       HeaderRule rule{h.at("source").get<std::string>(), {}};
       for (const auto& kv : h.at("headers")) {
-        rule.headers.emplace_back(kv.at("key").get<std::string>(), kv.at("value").get<std::string>());
+        rule.headers.emplace_back(kv.at("key").get<std::string>(),
+                                  kv.at("value").get<std::string>());
       }
       config.headers.push_back(std::move(rule));
     }
   } catch (const nlohmann::json::exception&) {
-    return InvalidArgument(where + "a routing, watch or required-variable field has the wrong type");
+    return InvalidArgument(where +
+                           "a routing, watch or required-variable field has the wrong type");
   }
   if (auto it = j.find("variables"); it != j.end()) {
     if (!it->is_object()) return InvalidArgument(where + "\"variables\" must be an object");

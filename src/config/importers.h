@@ -14,21 +14,34 @@
 //
 // Thread-safety: pure functions.
 
+#include <yaml-cpp/yaml.h>
+
+#include <map>
 #include <string>
 #include <string_view>
-
-#include <yaml-cpp/yaml.h>
 
 #include "common/status.h"
 #include "config/config.h"
 
 namespace slipway {
 
-Result<ProjectConfig> ImportRailway(std::string_view text, const std::string& filename);  // .json/.toml
+Result<ProjectConfig> ImportRailway(std::string_view text,
+                                    const std::string& filename);  // .json/.toml
 Result<ProjectConfig> ImportRender(std::string_view text, const std::string& filename);
 Result<ProjectConfig> ImportVercel(std::string_view text, const std::string& filename);
 Result<ProjectConfig> ImportAppJson(std::string_view text, const std::string& filename);
 Result<ProjectConfig> ImportCompose(std::string_view text, const std::string& filename);
+
+// docker-compose with `dotenv`, the variables of the .env file next to it, for ${VAR}
+// interpolation (Compose's rule; the shell's environment is not read, so the CLI and the
+// server read the same config). ImportCompose is this with an empty .env.
+Result<ProjectConfig> ImportComposeWithEnv(std::string_view text, const std::string& filename,
+                                           const std::map<std::string, std::string>& dotenv);
+
+// A .env file: KEY=VALUE lines, '#' comments, optional `export `, single or double quotes.
+// kInvalidArgument "FILE:LINE: ..." for a line that is not an assignment.
+Result<std::map<std::string, std::string>> ParseDotEnv(std::string_view text,
+                                                       const std::string& filename);
 
 // Shared helpers for the importers (importer_util.cc).
 
