@@ -40,8 +40,44 @@ const std::vector<std::string>& ServiceKeys() {
                                                 "overlapSeconds",
                                                 "keepReleases",
                                                 "autoRollback",
-                                                "variables"};
+                                                "variables",
+                                                "type",
+                                                "cronSchedule",
+                                                "requiredVariables",
+                                                "watchPatterns",
+                                                "rewrites",
+                                                "redirects",
+                                                "headers",
+                                                "cleanUrls",
+                                                "trailingSlash"};
   return keys;
+}
+
+const std::vector<std::string>& ServiceTypes() {
+  static const std::vector<std::string> types = {"web", "worker", "cron"};
+  return types;
+}
+
+const std::vector<std::string>& AddonKinds() {
+  static const std::vector<std::string> kinds = {"postgres", "redis"};
+  return kinds;
+}
+
+// A 5-field cron expression: minute hour day-of-month month day-of-week, each of
+// digits, '*', ',', '-', '/' or a name like "mon" / "jan".
+bool IsCronExpression(std::string_view text) {
+  int fields = 0;
+  bool in_field = false;
+  for (char c : text) {
+    bool space = c == ' ' || c == '\t';
+    if (!space && !std::isalnum(static_cast<unsigned char>(c)) &&
+        std::string_view("*,-/").find(c) == std::string_view::npos) {
+      return false;
+    }
+    if (!space && !in_field) ++fields;
+    in_field = !space;
+  }
+  return fields == 5;
 }
 
 const std::vector<std::string>& AutoRollbackKeys() {
@@ -245,12 +281,22 @@ class TomlReader {
   TomlReader(const std::string& filename, const std::string* project_dir)
       : filename_(filename), project_dir_(project_dir) {}
 
+  // Where each value was set ("slipway.toml:3:1"), keyed like ProjectConfig::origins.
+  void Origin(const std::string& key, const toml::node& node) {
+    origins_[key] = Position(node.source().begin);
+  }
+  void Origin(const std::string& key, const toml::key& k) {
+    origins_[key] = Position(k.source().begin);
+  }
+
   Result<ProjectConfig> Read(std::string_view text, const std::string& fallback_name);
 
  private:
+  std::string Position(const toml::source_position& pos) const {
+    return filename_ + ":" + std::to_string(pos.line) + ":" + std::to_string(pos.column);
+  }
   Status ErrorAt(const toml::source_position& pos, const std::string& message) const {
-    return InvalidArgument(filename_ + ":" + std::to_string(pos.line) + ":" +
-                           std::to_string(pos.column) + ": " + message);
+    return InvalidArgument(Position(pos) + ": " + message);
   }
   Status ErrorAt(const toml::node& node, const std::string& message) const {
     return ErrorAt(node.source().begin, message);
@@ -272,12 +318,21 @@ class TomlReader {
                                const std::string& inside) const;
   Result<int> ReadInt(const toml::node& node, const std::string& field, int lo, int hi,
                       const std::string& unit) const;
+  // `origin_prefix`: "services.api.variables." or "shared.".
   Status ReadVariables(const toml::node& node, const std::string& table_name,
-                       std::map<std::string, std::string>& out) const;
+                       const std::string& origin_prefix, std::map<std::string, std::string>& out);
   Status ReadAutoRollback(const toml::node& node, const std::string& variables_table,
                           AutoRollbackConfig& out) const;
   Status ReadServices(const toml::node& node, std::vector<ServiceConfig>& out);
+  Status ReadAddons(const toml::node& node, std::vector<AddonConfig>& out);
+  Status ReadRules(const toml::node& node, const std::string& field, const std::string& prefix,
+                   std::vector<RouteRule>& out);
+  Status ReadHeaderRules(const toml::node& node, const std::string& prefix,
+                         std::vector<HeaderRule>& out);
+  Result<std::vector<std::string>> ReadStringArray(const toml::node& node, const std::string& field,
+                                                   const std::string& what) const;
 
+  std::map<std::string, std::string> origins_;
   const std::string& filename_;
   const std::string* project_dir_;  // when set, rootDirectory must exist under it
 };
@@ -324,7 +379,8 @@ Result<int> TomlReader::ReadInt(const toml::node& node, const std::string& field
 }
 
 Status TomlReader::ReadVariables(const toml::node& node, const std::string& table_name,
-                                 std::map<std::string, std::string>& out) const {
+                                 const std::string& origin_prefix,
+                                 std::map<std::string, std::string>& out) {
   const auto* table = node.as_table();
   if (table == nullptr) {
     return ErrorAt(
@@ -336,6 +392,7 @@ Status TomlReader::ReadVariables(const toml::node& node, const std::string& tabl
                      "variable name " + Quote(key->str()) + " in " + table_name +
                          " is not valid: use letters, digits and '_', not starting with a digit");
     }
+    Origin(origin_prefix + std::string(key->str()), *key);
     if (const auto* s = value->as_string()) {
       out[std::string(key->str())] = s->get();
     } else if (const auto* i = value->as_integer()) {
@@ -356,6 +413,7 @@ Status TomlReader::ApplyServiceKey(const toml::key& key, const toml::node& node,
                                    const std::string& variables_table, ServiceConfig& service,
                                    Located& root_at) {
   const std::string k(key.str());
+  if (k != "variables") Origin("services." + service.name + "." + k, node);
   auto command = [&](std::string& out) -> Status {
     ASSIGN_OR_RETURN(std::string value, ReadString(node, k, "a shell command string"));
     if (value.find_first_not_of(" \t\r\n") == std::string::npos) {
@@ -409,7 +467,8 @@ Status TomlReader::ApplyServiceKey(const toml::key& key, const toml::node& node,
   } else if (k == "numReplicas") {
     ASSIGN_OR_RETURN(service.num_replicas, ReadInt(node, k, 1, kMaxReplicas, "an integer"));
   } else if (k == "variables") {
-    RETURN_IF_ERROR(ReadVariables(node, variables_table, service.variables));
+    RETURN_IF_ERROR(ReadVariables(node, variables_table, "services." + service.name + ".variables.",
+                                  service.variables));
   } else if (k == "preDeployCommand") {
     RETURN_IF_ERROR(command(service.pre_deploy_command));
   } else if (k == "healthcheckInterval") {
@@ -448,6 +507,219 @@ Status TomlReader::ApplyServiceKey(const toml::key& key, const toml::node& node,
     ASSIGN_OR_RETURN(service.keep_releases, ReadInt(node, k, 1, 1000, "an integer"));
   } else if (k == "autoRollback") {
     RETURN_IF_ERROR(ReadAutoRollback(node, variables_table, service.auto_rollback));
+  } else if (k == "type") {
+    ASSIGN_OR_RETURN(std::string type, ReadString(node, k, "one of \"web\", \"worker\", \"cron\""));
+    const auto& types = ServiceTypes();
+    if (std::find(types.begin(), types.end(), type) == types.end()) {
+      auto suggestion = Suggest(type, types);
+      return ErrorAt(node,
+                     "\"type\" must be one of \"web\", \"worker\", \"cron\" (got " + Quote(type) +
+                         (suggestion ? "; did you mean " + Quote(*suggestion) + "?" : "") + ")");
+    }
+    service.type = type;
+  } else if (k == "cronSchedule") {
+    ASSIGN_OR_RETURN(service.cron_schedule,
+                     ReadString(node, k, "a 5-field cron expression like \"0 2 * * *\""));
+    if (!IsCronExpression(service.cron_schedule)) {
+      return ErrorAt(node,
+                     "\"cronSchedule\" must be a 5-field cron expression (minute hour "
+                     "day-of-month month day-of-week, in UTC) like \"0 2 * * *\" (got " +
+                         Quote(service.cron_schedule) + ")");
+    }
+  } else if (k == "requiredVariables") {
+    ASSIGN_OR_RETURN(service.required_variables,
+                     ReadStringArray(node, k, "an array of variable names like [\"API_KEY\"]"));
+    for (const std::string& name : service.required_variables) {
+      if (!IsVariableName(name)) {
+        return ErrorAt(node, "\"requiredVariables\" holds " + Quote(name) +
+                                 ", not a variable name (letters, digits and '_', not starting "
+                                 "with a digit)");
+      }
+    }
+  } else if (k == "watchPatterns") {
+    ASSIGN_OR_RETURN(service.watch_patterns,
+                     ReadStringArray(node, k, "an array of path patterns like [\"api/**\"]"));
+  } else if (k == "rewrites" || k == "redirects") {
+    RETURN_IF_ERROR(ReadRules(node, k, "[[services." + service.name + "." + k + "]]",
+                              k == "rewrites" ? service.rewrites : service.redirects));
+  } else if (k == "headers") {
+    RETURN_IF_ERROR(
+        ReadHeaderRules(node, "[[services." + service.name + ".headers]]", service.headers));
+  } else if (k == "cleanUrls") {
+    const auto* b = node.as_boolean();
+    if (b == nullptr) {
+      return ErrorAt(node, "\"cleanUrls\" must be true or false (got " + Describe(node) + ")");
+    }
+    service.clean_urls = b->get();
+  } else if (k == "trailingSlash") {
+    if (const auto* b = node.as_boolean()) {
+      service.trailing_slash = b->get() ? "add" : "remove";
+    } else if (const auto* str = node.as_string();
+               str != nullptr && (str->get() == "add" || str->get() == "remove")) {
+      service.trailing_slash = str->get();
+    } else {
+      return ErrorAt(node,
+                     "\"trailingSlash\" must be true (add one), false (remove it), \"add\" or "
+                     "\"remove\" (got " +
+                         Describe(node) + ")");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<std::string>> TomlReader::ReadStringArray(const toml::node& node,
+                                                             const std::string& field,
+                                                             const std::string& what) const {
+  const auto* array = node.as_array();
+  if (array == nullptr) {
+    return ErrorAt(node, Quote(field) + " must be " + what + " (got " + Describe(node) + ")");
+  }
+  std::vector<std::string> out;
+  for (const toml::node& item : *array) {
+    const auto* s = item.as_string();
+    if (s == nullptr || s->get().empty() || HasControlChars(s->get())) {
+      return ErrorAt(item, Quote(field) + " must be " + what + " (got " + Describe(item) + ")");
+    }
+    out.push_back(s->get());
+  }
+  return out;
+}
+
+Status TomlReader::ReadRules(const toml::node& node, const std::string& field,
+                             const std::string& context, std::vector<RouteRule>& out) {
+  const auto* array = node.as_array();
+  if (array == nullptr) {
+    return ErrorAt(node, Quote(field) + " must be an array of tables like " + context + " (got " +
+                             Describe(node) + ")");
+  }
+  const std::vector<std::string> keys =
+      field == "redirects" ? std::vector<std::string>{"source", "destination", "status"}
+                           : std::vector<std::string>{"source", "destination"};
+  for (const toml::node& item : *array) {
+    const auto* table = item.as_table();
+    if (table == nullptr) {
+      return ErrorAt(item, "each of " + Quote(field) + " must be a table like " + context +
+                               " (got " + Describe(item) + ")");
+    }
+    RouteRule rule;
+    for (const auto& [key, value] : InSourceOrder(*table)) {
+      const std::string k(key->str());
+      if (k == "source" || k == "destination") {
+        ASSIGN_OR_RETURN(std::string text, ReadString(*value, k, "a path like \"/docs/:path*\""));
+        if (text.empty() || HasControlChars(text)) {
+          return ErrorAt(*value,
+                         Quote(k) + " must be a non-empty path (got " + Describe(*value) + ")");
+        }
+        (k == "source" ? rule.source : rule.destination) = text;
+      } else if (k == "status" && field == "redirects") {
+        const auto* i = value->as_integer();
+        int code = i == nullptr ? 0 : static_cast<int>(i->get());
+        if (code != 301 && code != 302 && code != 303 && code != 307 && code != 308) {
+          return ErrorAt(*value, "\"status\" must be 301, 302, 303, 307 or 308 (got " +
+                                     Describe(*value) + ")");
+        }
+        rule.status = code;
+      } else {
+        return ErrorAt(key->source().begin,
+                       "unknown key " + Quote(k) + " in " + context + DidYouMean(k, keys));
+      }
+    }
+    if (rule.source.empty() || rule.destination.empty()) {
+      return ErrorAt(item, context + " needs \"source\" and \"destination\"");
+    }
+    if (field == "redirects" && rule.status == 0) rule.status = 308;
+    out.push_back(std::move(rule));
+  }
+  return Status::Ok();
+}
+
+Status TomlReader::ReadHeaderRules(const toml::node& node, const std::string& context,
+                                   std::vector<HeaderRule>& out) {
+  const auto* array = node.as_array();
+  if (array == nullptr) {
+    return ErrorAt(node, "\"headers\" must be an array of tables like " + context + " (got " +
+                             Describe(node) + ")");
+  }
+  for (const toml::node& item : *array) {
+    const auto* table = item.as_table();
+    if (table == nullptr) {
+      return ErrorAt(item, "each of \"headers\" must be a table like " + context + " (got " +
+                               Describe(item) + ")");
+    }
+    HeaderRule rule;
+    bool has_values = false;
+    for (const auto& [key, value] : InSourceOrder(*table)) {
+      const std::string k(key->str());
+      if (k == "source") {
+        ASSIGN_OR_RETURN(rule.source, ReadString(*value, k, "a path like \"/assets/(.*)\""));
+      } else if (k == "values") {
+        const auto* values = value->as_table();
+        if (values == nullptr) {
+          return ErrorAt(*value,
+                         "\"values\" must be a table of header names to values like "
+                         "{ \"Cache-Control\" = \"no-cache\" } (got " +
+                             Describe(*value) + ")");
+        }
+        for (const auto& [name, v] : InSourceOrder(*values)) {
+          ASSIGN_OR_RETURN(std::string text, ReadString(*v, std::string(name->str()), "a string"));
+          if (HasControlChars(text) || HasControlChars(name->str())) {
+            return ErrorAt(*v,
+                           "header " + Quote(name->str()) + " must not contain control characters");
+          }
+          rule.headers.emplace_back(std::string(name->str()), text);
+        }
+        has_values = true;
+      } else {
+        return ErrorAt(key->source().begin, "unknown key " + Quote(k) + " in " + context +
+                                                DidYouMean(k, {"source", "values"}));
+      }
+    }
+    if (rule.source.empty() || !has_values) {
+      return ErrorAt(item, context + " needs \"source\" and \"values\"");
+    }
+    out.push_back(std::move(rule));
+  }
+  return Status::Ok();
+}
+
+Status TomlReader::ReadAddons(const toml::node& node, std::vector<AddonConfig>& out) {
+  const auto* table = node.as_table();
+  if (table == nullptr) {
+    return ErrorAt(node,
+                   "\"addons\" must be a table like [addons.db] (got " + Describe(node) + ")");
+  }
+  for (const auto& [name_key, value] : InSourceOrder(*table)) {
+    std::string name(name_key->str());
+    Status valid = ValidateName(name, "add-on name");
+    if (!valid.ok()) return ErrorAt(name_key->source().begin, valid.message());
+    const std::string context = "[addons." + name + "]";
+    const auto* addon = value->as_table();
+    if (addon == nullptr) {
+      return ErrorAt(*value, "add-on " + Quote(name) + " must be a table like " + context +
+                                 " with kind = \"postgres\" (got " + Describe(*value) + ")");
+    }
+    AddonConfig config;
+    config.name = name;
+    for (const auto& [key, setting] : InSourceOrder(*addon)) {
+      const std::string k(key->str());
+      if (k != "kind") {
+        return ErrorAt(key->source().begin,
+                       "unknown key " + Quote(k) + " in " + context + DidYouMean(k, {"kind"}));
+      }
+      ASSIGN_OR_RETURN(config.kind, ReadString(*setting, k, "\"postgres\" or \"redis\""));
+      const auto& kinds = AddonKinds();
+      if (std::find(kinds.begin(), kinds.end(), config.kind) == kinds.end()) {
+        auto suggestion = Suggest(config.kind, kinds);
+        return ErrorAt(*setting,
+                       "\"kind\" must be \"postgres\" or \"redis\" (got " + Quote(config.kind) +
+                           (suggestion ? "; did you mean " + Quote(*suggestion) + "?" : "") + ")");
+      }
+    }
+    if (config.kind.empty()) {
+      return ErrorAt(*value, context + " needs kind = \"postgres\" or kind = \"redis\"");
+    }
+    Origin("addons." + name, *name_key);
+    out.push_back(std::move(config));
   }
   return Status::Ok();
 }
@@ -505,6 +777,17 @@ Status TomlReader::ReadAutoRollback(const toml::node& node, const std::string& v
 }
 
 Status TomlReader::CheckService(const ServiceConfig& service, const Located& root_at) const {
+  const std::string prefix = "services." + service.name + ".";
+  if (service.type == "cron" && service.cron_schedule.empty()) {
+    return InvalidArgument(origins_.at(prefix + "type") +
+                           ": a service of type \"cron\" needs cronSchedule, e.g. "
+                           "cronSchedule = \"0 2 * * *\"");
+  }
+  if (service.type != "cron" && !service.cron_schedule.empty()) {
+    return InvalidArgument(origins_.at(prefix + "cronSchedule") +
+                           ": \"cronSchedule\" is for services of type \"cron\"; add type = "
+                           "\"cron\"");
+  }
   if (project_dir_ != nullptr && root_at.set) {
     std::string dir = JoinPath(*project_dir_, service.root_directory);
     if (!IsDirectory(dir)) {
@@ -569,7 +852,7 @@ Result<ProjectConfig> TomlReader::Read(std::string_view text, const std::string&
   Located root_at;
   bool project_set = false;
 
-  std::vector<std::string> top_keys = {"project", "services"};
+  std::vector<std::string> top_keys = {"project", "services", "addons"};
   top_keys.insert(top_keys.end(), ServiceKeys().begin(), ServiceKeys().end());
 
   for (const auto& [key, node] : InSourceOrder(root)) {
@@ -584,6 +867,12 @@ Result<ProjectConfig> TomlReader::Read(std::string_view text, const std::string&
         return ErrorAt(*node, valid.message() + hint);
       }
       project_set = true;
+      Origin("project", *node);
+    } else if (k == "addons") {
+      RETURN_IF_ERROR(ReadAddons(*node, config.addons));
+    } else if (k == "variables" && has_services) {
+      // With [services], top-level variables are the project's shared ones.
+      RETURN_IF_ERROR(ReadVariables(*node, "[variables]", "shared.", config.shared_variables));
     } else if (k == "services") {
       RETURN_IF_ERROR(ReadServices(*node, config.services));
     } else if (IsServiceKey(k)) {
@@ -606,6 +895,7 @@ Result<ProjectConfig> TomlReader::Read(std::string_view text, const std::string&
     config.services.push_back(std::move(shorthand));
   }
 
+  config.origins = std::move(origins_);
   if (!project_set) {
     config.name = SanitizeName(fallback_name);
     if (config.name.empty()) {

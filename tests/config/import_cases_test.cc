@@ -1,4 +1,5 @@
-// Data-driven importer cases: each cases/<format>/NAME.<ext> is imported (with NAME.env as
+// Data-driven importer cases (and slipway.toml's keys beyond the basic ones, shown with
+// their origins): each cases/<format>/NAME.<ext> is imported (with NAME.env as
 // the .env file of a compose case, when present), and the outcome — the fields that differ
 // from their defaults, add-ons, origins and warnings, or "error: <message>" — must equal
 // NAME.expected. SLIPWAY_UPDATE_CASES=1 rewrites the .expected files (review the diff).
@@ -46,11 +47,11 @@ struct Case {
 
 std::vector<Case> Cases() {
   std::vector<Case> cases;
-  for (const char* format : {"vercel", "compose"}) {
+  for (const char* format : {"vercel", "compose", "toml"}) {
     std::string dir = std::string(SLIPWAY_IMPORT_CASES_DIR) + "/" + format;
     for (const auto& entry : std::filesystem::directory_iterator(dir)) {
       std::string ext = entry.path().extension().string();
-      if (ext == ".json" || ext == ".yml") {
+      if (ext == ".json" || ext == ".yml" || ext == ".toml") {
         cases.push_back({format, entry.path().stem().string(), entry.path().string()});
       }
     }
@@ -71,6 +72,8 @@ TEST_P(ImportCaseTest, MatchesExpected) {
   Result<ProjectConfig> config = InvalidArgument("no importer");
   if (c.format == "vercel") {
     config = ImportVercel(*text, "vercel.json");
+  } else if (c.format == "toml") {
+    config = ParseSlipwayToml(*text, "slipway.toml", c.name);
   } else {
     std::map<std::string, std::string> dotenv;
     if (auto env = ReadFile(base + ".env"); env.ok()) {
