@@ -12,6 +12,7 @@
 #include "build/builder.h"
 #include "cli/api_client.h"
 #include "cli/cli_util.h"
+#include "cli/config_command.h"
 #include "cli/edge_command.h"
 #include "cli/server_command.h"
 #include "common/archive.h"
@@ -596,6 +597,15 @@ int RunCli(int argc, char** argv) {
     sub->add_option("--env,-e", domain_opts.env, "Environment [production]");
   }
 
+  ConfigShowOptions config_opts;
+  auto* config_cmd = app.add_subcommand("config", "Inspect an app directory's config");
+  config_cmd->require_subcommand(1);
+  auto* config_show = config_cmd->add_subcommand(
+      "show", "Print the resolved config and the file each value came from (local)");
+  config_show->add_option("dir", config_opts.dir, "App directory [.]");
+  config_show->add_flag("--all", config_opts.all, "Also the fields left at their defaults");
+  config_show->add_flag("--json", config_opts.json, "Machine-readable output");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -611,6 +621,7 @@ int RunCli(int argc, char** argv) {
   if (scale->parsed()) return ScaleCommand(scale_opts);
   if (certs->parsed()) return CertsCommand();
   if (metrics->parsed()) return MetricsCommand();
+  if (config_show->parsed()) return ConfigShowCommand(config_opts);
   if (domains_add->parsed()) return DomainsAdd(domain_opts);
   if (domains_list->parsed()) return DomainsList(domain_opts);
   if (domains_remove->parsed()) return DomainsRemove(domain_opts);
