@@ -136,6 +136,13 @@ Result<std::unique_ptr<Process>> Process::Spawn(const SpawnOptions& options) {
   for (auto& s : env_strings) envp.push_back(s.data());
   envp.push_back(nullptr);
   pid_t parent = getpid();
+  ASSIGN_OR_RETURN(PreparedSandbox sandbox, PreparedSandbox::Prepare(options.sandbox));
+  // What the child reports when it cannot exec; the step is a string literal, at the
+  // same address in parent and child.
+  struct ChildFailure {
+    int err = 0;
+    const char* step = nullptr;
+  };
 
   pid_t pid = fork();
   if (pid < 0) return ErrnoStatus("fork", errno);
@@ -155,14 +162,20 @@ Result<std::unique_ptr<Process>> Process::Spawn(const SpawnOptions& options) {
       dup2(out_pipe[1], 1);
       dup2(out_pipe[1], 2);
     }
+    ChildFailure failure;
+    if (int e = sandbox.Enter(&failure.step); e != 0) {
+      failure.err = e;
+      (void)!write(err_pipe[1], &failure, sizeof(failure));
+      _exit(127);
+    }
     if (!options.cwd.empty() && chdir(options.cwd.c_str()) != 0) {
-      int e = errno;
-      (void)!write(err_pipe[1], &e, sizeof(e));
+      failure = {errno, "working directory"};
+      (void)!write(err_pipe[1], &failure, sizeof(failure));
       _exit(127);
     }
     execve(exe.c_str(), argv.data(), envp.data());
-    int e = errno;
-    (void)!write(err_pipe[1], &e, sizeof(e));
+    failure = {errno, "exec"};
+    (void)!write(err_pipe[1], &failure, sizeof(failure));
     _exit(127);
   }
   close(err_pipe[1]);
@@ -174,18 +187,20 @@ Result<std::unique_ptr<Process>> Process::Spawn(const SpawnOptions& options) {
   proc->output_fd_ = options.capture_output ? out_pipe[0] : -1;
   proc->own_group_ = options.new_process_group;
 
-  int child_errno = 0;
+  ChildFailure failure;
   ssize_t n;
   do {
-    n = read(err_pipe[0], &child_errno, sizeof(child_errno));
+    n = read(err_pipe[0], &failure, sizeof(failure));
   } while (n < 0 && errno == EINTR);
   close(err_pipe[0]);
-  if (n == sizeof(child_errno)) {
+  if (n == sizeof(failure)) {
     proc->Wait();
-    if (!options.cwd.empty() && access(options.cwd.c_str(), F_OK) != 0) {
-      return ErrnoStatus("working directory " + options.cwd, child_errno);
+    std::string step = failure.step ? failure.step : "exec";
+    if (step == "working directory") {
+      return ErrnoStatus("working directory " + options.cwd, failure.err);
     }
-    return ErrnoStatus("exec " + exe, child_errno);
+    if (step == "exec") return ErrnoStatus("exec " + exe, failure.err);
+    return ErrnoStatus("cannot isolate " + exe + ": " + step, failure.err);
   }
   return proc;
 }

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/sandbox.h"
 #include "common/status.h"
 
 namespace slipway {
@@ -31,6 +32,7 @@ struct SpawnOptions {
   bool die_with_parent = true;    // PR_SET_PDEATHSIG(SIGKILL) on the direct child
   bool capture_output = true;     // stdout+stderr merged into a pipe read by the caller
   std::string stdin_path = "/dev/null";
+  SandboxSpec sandbox;  // entered before cwd is changed to (cwd is a path inside it)
 };
 
 class Process {

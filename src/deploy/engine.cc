@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -136,6 +137,10 @@ uint64_t GroupResidentBytes(pid_t pgid) {
   return total;
 }
 
+// Isolated apps run as uid and gid kAppIdBase + their service id: far above the ids
+// distributions hand out (and above the usual subordinate-id ranges).
+constexpr int64_t kAppIdBase = 3'000'000;
+
 bool Terminal(const std::string& replica_state) {
   return replica_state == "crashed" || replica_state == "exited" || replica_state == "stopped";
 }
@@ -156,6 +161,18 @@ class DeployEngine::Impl {
   Status Start() {
     for (const char* dir : {"releases", "logs/deployments", "run", "uploads", "cache/home"}) {
       RETURN_IF_ERROR(MakeDirs(options_.home + "/" + dir));
+    }
+    isolate_ = options_.isolate_apps && SandboxSupported();
+    if (isolate_) {
+      hide_dir_ = SandboxHideDir(AbsolutePath(options_.home));
+      // Logs may hold what an app printed; only the platform reads them.
+      (void)chmod((options_.home + "/logs").c_str(), 0700);
+      spdlog::info("apps run isolated: a user id and a mount namespace each ({} hidden)",
+                   hide_dir_);
+    } else {
+      spdlog::warn(
+          "apps are not isolated from each other: {}",
+          options_.isolate_apps ? "the server does not run as root" : "isolation is turned off");
     }
     monitor_ = std::thread([this] { MonitorLoop(); });
     watcher_ = std::thread([this] { WatchLoop(); });
@@ -362,10 +379,43 @@ class DeployEngine::Impl {
     env["SLIPWAY_PUBLIC_DOMAIN"] = Host(names.project, names.environment, names.service);
   }
 
+  // ---- isolation -------------------------------------------------------------
+
+  std::string AppDataDir(int64_t service_id) const {
+    return AbsolutePath(options_.home) + "/appdata/" + std::to_string(service_id);
+  }
+
+  // The sandbox of the service's processes: its own uid/gid, the data dir hidden but for
+  // its release (read-only) and its own writable data dir; /tmp private. Disabled when
+  // the engine does not isolate.
+  Result<SandboxSpec> SandboxFor(const LiveDeployment& ld) {
+    SandboxSpec spec;
+    if (!isolate_) return spec;
+    spec.uid = static_cast<uid_t>(kAppIdBase + ld.service_id);
+    spec.gid = static_cast<gid_t>(kAppIdBase + ld.service_id);
+    spec.hide = hide_dir_;
+    const std::string data = AppDataDir(ld.service_id);
+    for (const std::string& dir : {data, data + "/tmp"}) {
+      RETURN_IF_ERROR(MakeDirs(dir));
+      if (chown(dir.c_str(), spec.uid, spec.gid) != 0 || chmod(dir.c_str(), 0700) != 0) {
+        return ErrnoStatus("cannot give " + dir + " to the app's user", errno);
+      }
+    }
+    const std::string release = std::filesystem::path(ld.manifest.app_dir).parent_path().string();
+    spec.binds.push_back({release, release, /*read_only=*/true});
+    spec.binds.push_back({data, data, false});
+    // A private /tmp, unless the data dir itself lives under /tmp (tests): covering /tmp
+    // would cover the release too. TMPDIR points at it either way.
+    if (hide_dir_.rfind("/tmp/", 0) != 0) spec.binds.push_back({data + "/tmp", "/tmp", false});
+    return spec;
+  }
+
   EnvMap AppEnv(const LiveDeployment& ld, int port, int index) {
     EnvMap env;
     env["PATH"] = kBasePath;
-    env["HOME"] = ld.manifest.app_dir;
+    // Isolated apps cannot write their release: their home is their data dir.
+    env["HOME"] = isolate_ ? AppDataDir(ld.service_id) : ld.manifest.app_dir;
+    if (isolate_) env["TMPDIR"] = AppDataDir(ld.service_id) + "/tmp";
     env["LANG"] = "C.UTF-8";
     for (const auto& [k, v] : ld.manifest.runtime_env) env[k] = v;
     for (const auto& [k, v] : ld.config.variables) env[k] = v;
@@ -459,6 +509,7 @@ class DeployEngine::Impl {
     r.spec.command = ld.manifest.start_command;
     r.spec.cwd = ld.manifest.app_dir;
     r.spec.env = AppEnv(ld, port, index);
+    ASSIGN_OR_RETURN(r.spec.sandbox, SandboxFor(ld));
     r.spec.log_path = ReplicaLogPath(ld.id, index);
     r.spec.run_dir =
         options_.home + "/run/d" + std::to_string(ld.id) + "-r" + std::to_string(index);
@@ -541,6 +592,7 @@ class DeployEngine::Impl {
     spawn.env.erase("PORT");
     spawn.env.erase("SLIPWAY_REPLICA_INDEX");
     spawn.cwd = ld.manifest.app_dir;
+    ASSIGN_OR_RETURN(spawn.sandbox, SandboxFor(ld));
     RunOptions run;
     run.timeout = std::chrono::minutes(30);
     run.cancelled = [this] { return stopping_.load(); };
@@ -1376,6 +1428,7 @@ class DeployEngine::Impl {
       r.spec.run_dir = rec.run_dir;
       r.spec.command = ld.manifest.start_command;
       r.spec.cwd = ld.manifest.app_dir;
+      if (auto sandbox = SandboxFor(ld); sandbox.ok()) r.spec.sandbox = *sandbox;
       r.restarts = rec.restarts;
       r.state = rec.state == "running" ? "running" : "starting";
       have.insert(rec.index);
@@ -1624,6 +1677,8 @@ class DeployEngine::Impl {
   Store& store_;
   Supervisor& supervisor_;
   Clock& clock_;
+  bool isolate_ = false;  // set in Start()
+  std::string hide_dir_;  // covered in every app's mount namespace
   RouteSink sink_;
   EngineOptions options_;
 

@@ -43,6 +43,9 @@ struct EngineOptions {
   std::string domain_suffix = "localhost";
   std::chrono::milliseconds stop_grace{std::chrono::seconds(10)};
   bool redirect_to_https = false;  // every app route redirects plain HTTP to HTTPS
+  // Apps run isolated (common/sandbox.h: own uid kAppIdBase + service id, own mount
+  // namespace seeing only their release and data dir) when this process is root.
+  bool isolate_apps = true;
   EdgeStatsSource edge_stats;      // null: no traffic-based rollback, no drain wait
 };
 

@@ -39,7 +39,16 @@ struct ShimArgs {
   std::string log_path;
   size_t log_max_bytes = kDefaultLogMaxBytes;
   std::vector<std::string> command;
+  SandboxSpec sandbox;
 };
+
+// --bind and --bind-ro take "SOURCE\nTARGET" (paths hold no newline: the engine makes them).
+bool ParseBind(const std::string& value, bool read_only, ShimArgs* out) {
+  size_t nl = value.find('\n');
+  if (nl == std::string::npos) return false;
+  out->sandbox.binds.push_back({value.substr(0, nl), value.substr(nl + 1), read_only});
+  return true;
+}
 
 // Accepts both `<exe> shim --run-dir ...` and `shim --run-dir ...` (argv already shifted).
 bool ParseArgs(int argc, char** argv, ShimArgs* out, std::string* error) {
@@ -60,6 +69,21 @@ bool ParseArgs(int argc, char** argv, ShimArgs* out, std::string* error) {
       out->run_dir = value;
     } else if (arg == "--log") {
       out->log_path = value;
+    } else if (arg == "--uid" || arg == "--gid") {
+      char* end = nullptr;
+      unsigned long n = std::strtoul(value.c_str(), &end, 10);
+      if (end == value.c_str() || *end != '\0' || n == 0) {
+        *error = arg + " needs a positive number, not \"" + value + "\"";
+        return false;
+      }
+      (arg == "--uid" ? out->sandbox.uid : out->sandbox.gid) = static_cast<uid_t>(n);
+    } else if (arg == "--hide") {
+      out->sandbox.hide = value;
+    } else if (arg == "--bind" || arg == "--bind-ro") {
+      if (!ParseBind(value, arg == "--bind-ro", out)) {
+        *error = arg + " needs \"SOURCE\\nTARGET\"";
+        return false;
+      }
     } else if (arg == "--log-max-bytes") {
       char* end = nullptr;
       unsigned long long n = std::strtoull(value.c_str(), &end, 10);
@@ -74,7 +98,9 @@ bool ParseArgs(int argc, char** argv, ShimArgs* out, std::string* error) {
     }
   }
   if (out->run_dir.empty() || out->log_path.empty() || out->command.empty()) {
-    *error = "usage: slipway shim --run-dir DIR --log FILE [--log-max-bytes N] -- COMMAND...";
+    *error =
+        "usage: slipway shim --run-dir DIR --log FILE [--log-max-bytes N] [--uid N --gid N --hide "
+        "DIR --bind[-ro] SRC\\nDST...] -- COMMAND...";
     return false;
   }
   return true;
@@ -297,6 +323,15 @@ int ShimMain(int argc, char** argv) {
   std::vector<char*> app_argv;
   for (auto& a : args.command) app_argv.push_back(a.data());
   app_argv.push_back(nullptr);
+  // The app's working directory is the shim's (the release); it is entered again inside
+  // the sandbox, where the path shows the bound release rather than the hidden one.
+  std::error_code cwd_error;
+  const std::string cwd = std::filesystem::current_path(cwd_error).string();
+  auto sandbox = PreparedSandbox::Prepare(args.sandbox);
+  if (!sandbox.ok()) {
+    RecordShimError(run_dir, sandbox.status().message());
+    return 1;
+  }
 
   pid_t app = fork();
   if (app < 0) {
@@ -313,6 +348,17 @@ int ShimMain(int argc, char** argv) {
     if (in >= 0) dup2(in, 0);
     dup2(out_pipe[1], 1);
     dup2(out_pipe[1], 2);
+    const char* step = nullptr;
+    if (int e = sandbox->Enter(&step); e != 0) {
+      const char* prefix = "slipway shim: cannot isolate the app: ";
+      WriteAllFd(2, prefix, strlen(prefix));
+      WriteAllFd(2, step, strlen(step));
+      WriteAllFd(2, ": ", 2);
+      WriteAllFd(2, strerror(e), strlen(strerror(e)));
+      WriteAllFd(2, "\n", 1);
+      _exit(126);
+    }
+    if (sandbox->enabled() && chdir(cwd.c_str()) != 0) _exit(126);
     execv(app_argv[0], app_argv.data());
     const char* what = strerror(errno);
     const char* prefix = "slipway shim: cannot run ";

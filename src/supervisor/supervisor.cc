@@ -123,8 +123,25 @@ Result<ReplicaHandle> Supervisor::Start(const ReplicaSpec& spec) {
   }
 
   DetachedSpec detached;
-  detached.argv = {exe,      "shim", "--run-dir", run_dir, "--log",
-                   log_path, "--",   "/bin/sh",   "-c",    ShellScriptFor(spec.command)};
+  detached.argv = {exe, "shim", "--run-dir", run_dir, "--log", log_path};
+  if (spec.sandbox.enabled()) {
+    const SandboxSpec& sb = spec.sandbox;
+    for (const std::string& flag :
+         {std::string("--uid"), std::to_string(sb.uid), std::string("--gid"),
+          std::to_string(sb.gid), std::string("--hide"), sb.hide}) {
+      detached.argv.push_back(flag);
+    }
+    for (const SandboxSpec::Bind& bind : sb.binds) {
+      if (bind.source.find('\n') != std::string::npos ||
+          bind.target.find('\n') != std::string::npos) {
+        return InvalidArgument("cannot isolate the replica: a path holds a newline");
+      }
+      detached.argv.push_back(bind.read_only ? "--bind-ro" : "--bind");
+      detached.argv.push_back(bind.source + "\n" + bind.target);
+    }
+  }
+  for (const char* arg : {"--", "/bin/sh", "-c"}) detached.argv.push_back(arg);
+  detached.argv.push_back(ShellScriptFor(spec.command));
   detached.env = spec.env;
   detached.cwd = spec.cwd;
   auto started_shim = SpawnDetached(detached);

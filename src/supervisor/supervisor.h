@@ -40,6 +40,7 @@ struct ReplicaSpec {
   EnvMap env;            // the app's whole environment, PORT included
   std::string log_path;  // appended to
   std::string run_dir;   // created if missing; holds the shim's files
+  SandboxSpec sandbox;   // the app's isolation (common/sandbox.h); disabled: none
 };
 
 struct ReplicaHandle {
