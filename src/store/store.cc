@@ -790,6 +790,11 @@ class SqliteStore final : public Store {
 
   Result<std::vector<VariableRecord>> ListVariables(int64_t environment_id) override {
     return Read([&] {
+      if (environment_id == 0) {
+        return QueryAll<VariableRecord>(
+            Sql("SELECT ", kVariableCols, " FROM variables ORDER BY environment_id, service, name"),
+            ReadVariable, "list variables");
+      }
       return QueryAll<VariableRecord>(
           Sql("SELECT ", kVariableCols,
               " FROM variables WHERE environment_id = ? ORDER BY service, name, from_config"),

@@ -208,7 +208,7 @@ class Store {
   // Replaces every "config" row of (environment, service) with `variables`.
   virtual Status ReplaceConfigVariables(int64_t environment_id, const std::string& service,
                                         const std::vector<VariableRecord>& variables) = 0;
-  // Every row of the environment, by service ("" first) then name.
+  // Every row of the environment (0: of every environment), by service ("" first) then name.
   virtual Result<std::vector<VariableRecord>> ListVariables(int64_t environment_id) = 0;
 
   // The sealed snapshot of the environment a deployment runs with ("" when none).

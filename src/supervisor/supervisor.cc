@@ -123,8 +123,13 @@ Result<ReplicaHandle> Supervisor::Start(const ReplicaSpec& spec) {
   }
 
   DetachedSpec detached;
-  detached.argv = {exe,      "shim", "--run-dir", run_dir, "--log",
-                   log_path, "--",   "/bin/sh",   "-c",    ShellScriptFor(spec.command)};
+  detached.argv = {exe, "shim", "--run-dir", run_dir, "--log", log_path};
+  if (!spec.mask_env.empty()) {
+    std::string names;
+    for (const auto& n : spec.mask_env) names += (names.empty() ? "" : ",") + n;
+    detached.argv.insert(detached.argv.end(), {"--mask-env", names});
+  }
+  detached.argv.insert(detached.argv.end(), {"--", "/bin/sh", "-c", ShellScriptFor(spec.command)});
   detached.env = spec.env;
   detached.cwd = spec.cwd;
   auto started_shim = SpawnDetached(detached);

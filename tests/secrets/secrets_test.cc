@@ -95,8 +95,7 @@ TEST(MaskerTest, MasksEveryOccurrenceLongestFirstAndSkipsShortValues) {
 std::vector<std::string> FeedInChunks(const std::string& text, size_t chunk, size_t max_line,
                                       const std::shared_ptr<const Masker>& masker) {
   std::vector<std::string> lines;
-  MaskingLineBuffer buffer(masker, max_line,
-                           [&](std::string_view l) { lines.emplace_back(l); });
+  MaskingLineBuffer buffer(masker, max_line, [&](std::string_view l) { lines.emplace_back(l); });
   for (size_t i = 0; i < text.size(); i += chunk) buffer.Add(text.substr(i, chunk));
   buffer.Finish();
   return lines;
