@@ -6,6 +6,9 @@ import os
 import sys
 
 version = os.environ.get("APP_VERSION", "dev")
+# PRINT_VARIABLES=A,B: print them, as careless migrations do (the build log masks secrets).
+for name in filter(None, os.environ.get("PRINT_VARIABLES", "").split(",")):
+    print(f"migrate: {name}={os.environ.get(name, '')}", flush=True)
 if os.environ.get("PREDEPLOY_FAIL") == "1":
     print(f"migrate: version {version}: migration 0042 failed: column \"email\" already exists "
           "(PREDEPLOY_FAIL=1)", file=sys.stderr, flush=True)

@@ -6,6 +6,11 @@
 #   /  and  /version   {"version": $APP_VERSION, "deployment": $SLIPWAY_DEPLOYMENT_ID, "pid": ...}
 #   /slow?ms=N         the same, after sleeping N milliseconds
 #   /health            200 "ok" (or 503/500, see below)
+#   /env-digest?name=K {"name": K, "set": true, "sha256": sha256 of $K} (null when unset):
+#                      checks that a secret arrived without showing it
+#
+# PRINT_VARIABLES=A,B prints "A=<value>" for each at start (as careless apps do; the
+# platform masks secrets in the log).
 #
 # Misbehaviour on cue, by variables (slipway.toml [services.web.variables]):
 #   HEALTH_FAIL=1            /health answers 500 from the start
@@ -19,6 +24,7 @@
 #
 # SIGTERM (or SIGINT): stop accepting connections, finish the requests in flight (idle
 # keep-alive connections are closed), exit 0.
+import hashlib
 import http.server
 import json
 import os
@@ -125,6 +131,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if failing_now():
                 return self.answer(500, "unhealthy (FAIL_AFTER_SECONDS)\n", "text/plain")
             return self.answer(200, "ok\n", "text/plain")
+        if url.path == "/env-digest":
+            name = urllib.parse.parse_qs(url.query).get("name", [""])[0]
+            value = os.environ.get(name)
+            digest = hashlib.sha256(value.encode()).hexdigest() if value is not None else None
+            body = {"name": name, "set": value is not None, "sha256": digest}
+            return self.answer(200, json.dumps(body) + "\n")
         if url.path not in ("/", "/version", "/slow"):
             return self.answer(404, json.dumps({"error": "not found", "path": url.path}) + "\n")
         if url.path == "/slow":
@@ -178,6 +190,8 @@ def main():
 
         threading.Thread(target=exit_later, daemon=True).start()
 
+    for name in filter(None, os.environ.get("PRINT_VARIABLES", "").split(",")):
+        log(f"{name}={os.environ.get(name, '')}")
     leaked = f", holding {LEAK_MB} MiB (LEAK_MB)" if LEAK else ""
     log(f"listening on port {port}, deployment {DEPLOYMENT or '-'}{leaked}")
     server.serve_forever(poll_interval=0.2)

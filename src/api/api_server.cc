@@ -148,7 +148,18 @@ ParsedTarget ParseTarget(std::string_view target) {
 struct Reply {
   int status = 200;
   json body;
+  bool reveal = false;  // answers hold secret values (variables with reveal=1): not masked
 };
+
+// Replaces every secret value in the strings of `j` by ***.
+void MaskJson(json& j, const Masker& masker) {
+  if (j.is_string()) {
+    const std::string& text = j.get_ref<const std::string&>();
+    if (text.size() >= kMinMaskedLength) j = masker.Mask(text);
+  } else if (j.is_structured()) {
+    for (auto& item : j) MaskJson(item, masker);
+  }
+}
 
 Reply Error(const Status& st) {
   return Reply{HttpStatusFor(st),
@@ -313,6 +324,11 @@ class ApiServerImpl final : public ApiServer {
       }
       reply = Route(parser.get().method(), t, parser.get().body());
     }
+    // Secret values never leave in an answer unless a variables listing asked to reveal.
+    if (!reply.reveal) {
+      auto masker = engine_.SecretMasker();
+      if (masker && !masker->empty()) MaskJson(reply.body, *masker);
+    }
     Send(ioc, stream, reply.status, reply.body, false);
   }
 
@@ -413,6 +429,9 @@ class ApiServerImpl final : public ApiServer {
     if (s.size() == 4 && s[1] == "projects" && s[3] == "domains") {
       if (method == http::verb::post) return AddDomain(s[2], t, body);
       if (method == http::verb::get) return ListDomains(s[2], t);
+    }
+    if (s.size() == 4 && s[1] == "projects" && s[3] == "variables") {
+      return Variables(method, s[2], t, body);
     }
     if (s.size() == 3 && s[1] == "domains" && method == http::verb::delete_) {
       return RemoveDomain(s[2]);
@@ -773,6 +792,108 @@ class ApiServerImpl final : public ApiServer {
                            {"finished", Finished(dep->status)},
                            {"lines", lines},
                            {"cursor", next_cursor}}};
+  }
+
+  // ---- variables ----------------------------------------------------------------
+  //   GET    /v1/projects/P/variables?env=E&service=S|shared=1[&reveal=1]
+  //   PUT    /v1/projects/P/variables?env=E&service=S|shared=1
+  //          {"variables": {"K": "V"}, "secret": true, "deploy": false}
+  //   DELETE /v1/projects/P/variables?env=E&service=S|shared=1&names=A,B[&deploy=1]
+  // Without service or shared: the environment's only service.
+
+  Reply Variables(http::verb method, const std::string& project, const ParsedTarget& t,
+                  const std::string& body) {
+    const std::string env = t.Get("env", "production");
+    const bool shared = t.Get("shared") == "1" || t.Get("shared") == "true";
+    std::string service = t.Get("service");
+    if (shared && !service.empty()) {
+      return Error(InvalidArgument("give either a service or --shared, not both"));
+    }
+    if (!shared && service.empty()) {
+      auto only = OnlyService(project, env);
+      if (!only.ok()) return Error(only.status());
+      service = *only;
+    }
+    if (method == http::verb::get) {
+      const bool reveal = t.Get("reveal") == "1" || t.Get("reveal") == "true";
+      auto entries = engine_.ListVariables(project, env, service, reveal);
+      if (!entries.ok()) return Error(entries.status());
+      json rows = json::array();
+      for (const auto& e : *entries) {
+        rows.push_back({{"service", e.service},
+                        {"name", e.name},
+                        {"value", e.value},
+                        {"secret", e.secret},
+                        {"source", e.source}});
+      }
+      Reply reply{200, json{{"project", project},
+                            {"environment", env},
+                            {"service", service},
+                            {"variables", rows}}};
+      reply.reveal = reveal;
+      return reply;
+    }
+    bool deploy = false;
+    std::vector<std::string> names;
+    if (method == http::verb::put) {
+      json req = json::parse(body, nullptr, false);
+      if (req.is_discarded() || !req.is_object() || !req.contains("variables") ||
+          !req["variables"].is_object()) {
+        return Error(InvalidArgument("expected {\"variables\": {\"KEY\": \"value\"}, ...}"));
+      }
+      std::vector<std::pair<std::string, std::string>> values;
+      for (const auto& [k, v] : req["variables"].items()) {
+        if (!v.is_string()) return Error(InvalidArgument("the value of " + k + " is not a string"));
+        values.emplace_back(k, v.get<std::string>());
+        names.push_back(k);
+      }
+      deploy = req.value("deploy", false);
+      Status st = engine_.SetVariables(project, env, service, values, req.value("secret", true));
+      if (!st.ok()) return Error(st);
+    } else if (method == http::verb::delete_) {
+      std::stringstream list(t.Get("names"));
+      for (std::string name; std::getline(list, name, ',');) {
+        if (!name.empty()) names.push_back(name);
+      }
+      deploy = t.Get("deploy") == "1" || t.Get("deploy") == "true";
+      Status st = engine_.UnsetVariables(project, env, service, names);
+      if (!st.ok()) return Error(st);
+    } else {
+      return Error(NotFound("no such API route"));
+    }
+    json out{{"project", project},
+             {"environment", env},
+             {"service", service},
+             {"names", names},
+             {"deployments", json::array()}};
+    if (deploy) {
+      auto deps = engine_.ApplyVariables(project, env, service);
+      if (!deps.ok()) return Error(deps.status());
+      for (const auto& d : *deps) {
+        auto j = DeploymentJson(d);
+        if (j.ok()) out["deployments"].push_back(*j);
+      }
+    }
+    return Reply{200, out};
+  }
+
+  // The environment's only deployed service, else an error listing them.
+  Result<std::string> OnlyService(const std::string& project_name, const std::string& env_name) {
+    std::vector<ServiceRecord> services;
+    if (auto project = store_.GetProject(project_name); project.ok()) {
+      if (auto env = store_.GetEnvironment(project->id, env_name); env.ok()) {
+        ASSIGN_OR_RETURN(services, store_.ListServices(env->id));
+      }
+    }
+    if (services.size() == 1) return services.front().name;
+    if (services.empty()) {
+      return InvalidArgument("project \"" + project_name + "\" has no deployed service in " +
+                             env_name + ": name one with --service S, or use --shared");
+    }
+    std::string names;
+    for (const auto& s : services) names += (names.empty() ? "" : ", ") + s.name;
+    return InvalidArgument("project \"" + project_name + "\" has several services (" + names +
+                           "): name one with --service S, or use --shared");
   }
 
   ApiOptions options_;

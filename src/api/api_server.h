@@ -15,7 +15,11 @@
 //   POST /v1/projects/P/domains?service=S&env=E   {"host", "cert", "key", "acme"}
 //   GET  /v1/projects/P/domains?env=E
 //   DELETE /v1/domains/HOST
+//   GET|PUT|DELETE /v1/projects/P/variables?env=E&service=S|shared=1  (docs/variables.md)
 //   GET  /v1/metrics, /v1/certs                   per-route edge metrics; TLS certificates
+//
+// Every secret value in an answer is replaced by *** (except variables listed with
+// reveal=1).
 //
 // Errors are {"error": "<one actionable line>", "code": "NOT_FOUND"} with the HTTP
 // status from HttpStatusFor().

@@ -188,7 +188,9 @@ Status CopySource(const fs::path& from, const fs::path& to) {
 // ends the build at the next check (a full disk shows up here first).
 class BuildLog {
  public:
-  explicit BuildLog(const std::string& path) {
+  explicit BuildLog(const std::string& path,
+                    std::function<std::string(std::string_view)> mask = nullptr)
+      : mask_(std::move(mask)) {
     if (path.empty()) return;
     std::string parent = fs::path(path).parent_path().string();
     if (!parent.empty()) status_ = MakeDirs(parent);
@@ -205,7 +207,7 @@ class BuildLog {
 
   void Line(std::string_view line) {
     if (fd_ < 0 || !status_.ok()) return;
-    std::string data(line);
+    std::string data = mask_ ? mask_(line) : std::string(line);
     data += '\n';
     size_t off = 0;
     while (off < data.size()) {
@@ -224,6 +226,7 @@ class BuildLog {
   int fd_ = -1;
   std::string path_;
   Status status_;
+  std::function<std::string(std::string_view)> mask_;
 };
 
 Status RunStep(const BuildRequest& request, const BuildStep& step, const std::string& app_dir,
@@ -790,7 +793,7 @@ Result<ReleaseManifest> ReleaseManifest::FromJson(const std::string& text) {
 }
 
 Result<ReleaseManifest> Build(const BuildRequest& request) {
-  BuildLog log(request.log_path);
+  BuildLog log(request.log_path, request.mask_line);
   if (!log.status().ok()) return log.status();
   auto fail = [&](const Status& st) {
     log.Line("==> build failed: " + st.message());

@@ -71,8 +71,10 @@ struct BuildRequest {
   std::string release_dir;  // to create: the app goes to <release_dir>/app
   std::string log_path;     // build log, appended as plain lines (see Build); "" for none
   ServiceConfig service;
-  EnvMap build_env;                 // the environment every step sees (PATH, HOME, variables)
-  std::function<bool()> cancelled;  // polled; true stops the build
+  EnvMap build_env;  // the environment every step sees (PATH, HOME, variables)
+  // Applied to every line before it reaches the log (the engine masks secrets); null: none.
+  std::function<std::string(std::string_view)> mask_line;
+  std::function<bool()> cancelled;             // polled; true stops the build
   std::function<void(pid_t)> on_step_started;  // pgid of each step, for cleanup after a crash
   std::chrono::seconds step_timeout{std::chrono::minutes(20)};
   // Dependency cache shared by builds (see "Dependency cache" below); "" for none.

@@ -66,6 +66,11 @@ Result<nlohmann::json> ApiClient::Delete(const std::string& target) const {
   return Call("DELETE", target, "", "", 30'000);
 }
 
+Result<nlohmann::json> ApiClient::Put(const std::string& target, const nlohmann::json& body,
+                                      int timeout_ms) const {
+  return Call("PUT", target, body.dump(), "application/json", timeout_ms);
+}
+
 Result<nlohmann::json> ApiClient::Call(const std::string& method, const std::string& target,
                                        const std::string& body, const std::string& content_type,
                                        int timeout_ms) const {

@@ -26,6 +26,8 @@ class ApiClient {
                               const std::string& content_type, int timeout_ms) const;
 
   Result<nlohmann::json> Delete(const std::string& target) const;
+  Result<nlohmann::json> Put(const std::string& target, const nlohmann::json& body,
+                             int timeout_ms = 30'000) const;
 
   const std::string& url() const { return url_; }
 

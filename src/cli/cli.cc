@@ -20,6 +20,7 @@
 #include "common/fs.h"
 #include "common/names.h"
 #include "config/config.h"
+#include "deploy/variables.h"
 
 namespace slipway {
 
@@ -494,6 +495,158 @@ std::string ProgramName() { return "slipway"; }
 
 }  // namespace
 
+// ---- variables ----------------------------------------------------------------
+
+struct VariablesOptions {
+  std::string project;
+  std::string env = "production";
+  std::string service;
+  bool shared = false;
+  bool reveal = false;
+  bool plain = false;
+  bool deploy = false;
+  std::vector<std::string> args;  // set: KEY=VALUE...; unset: KEY...
+};
+
+// The API target of a variables command: its service (the flag, else the app directory's
+// only service, else the API picks the project's only one) or the shared set.
+Result<std::string> VariablesTarget(const VariablesOptions& opts) {
+  if (opts.shared && !opts.service.empty()) {
+    return InvalidArgument("give either --service or --shared, not both");
+  }
+  ASSIGN_OR_RETURN(std::string project, ResolveProject(opts.project, "."));
+  std::string target =
+      "/v1/projects/" + UrlEncode(project) + "/variables?env=" + UrlEncode(opts.env);
+  std::string service = opts.service;
+  if (!opts.shared && service.empty() && opts.project.empty() && LooksLikeAppDir(".")) {
+    ASSIGN_OR_RETURN(ProjectConfig config, LoadProjectConfig(".", BaseName(".")));
+    if (config.services.size() > 1) {
+      std::string names;
+      for (const auto& s : config.services) names += (names.empty() ? "" : ", ") + s.name;
+      return InvalidArgument("this project has several services (" + names +
+                             "): name one with --service S, or use --shared");
+    }
+    if (config.services.size() == 1) service = config.services.front().name;
+  }
+  if (opts.shared) target += "&shared=1";
+  if (!service.empty()) target += "&service=" + UrlEncode(service);
+  return target;
+}
+
+std::string VariablesWhere(const json& answer) {
+  std::string service = answer.value("service", "");
+  return (service.empty() ? std::string("shared variables") : "service " + service) + " (" +
+         answer.value("environment", "") + ")";
+}
+
+// Follows the deployments a --deploy started; 0 when all went live.
+int FollowVariableDeployments(const ApiClient& client, const json& answer) {
+  int rc = 0;
+  for (const auto& dep : answer["deployments"]) {
+    const std::string service = dep.value("service", "");
+    std::printf("==> %s: deployment %lld applies the variables (no build)\n", service.c_str(),
+                dep["id"].get<long long>());
+    std::fflush(stdout);
+    auto done = FollowDeployment(client, dep["id"].get<int64_t>(), service);
+    if (!done.ok()) return PrintError(done.status());
+    if ((*done)["status"] != "ACTIVE") {
+      std::fprintf(stderr, "error: %s: deployment %lld %s: %s\n", service.c_str(),
+                   dep["id"].get<long long>(), (*done)["status"].get<std::string>().c_str(),
+                   (*done)["error"].get<std::string>().c_str());
+      rc = 1;
+      continue;
+    }
+    std::printf("%s is live at %s\n", service.c_str(), (*done)["url"].get<std::string>().c_str());
+  }
+  if (answer["deployments"].empty()) std::printf("no running service to apply them to\n");
+  return rc;
+}
+
+int VariablesList(const VariablesOptions& opts) {
+  auto target = VariablesTarget(opts);
+  if (!target.ok()) return PrintError(target.status());
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto answer = client->Get(*target + (opts.reveal ? "&reveal=1" : ""));
+  if (!answer.ok()) return PrintError(answer.status());
+  std::vector<std::vector<std::string>> rows = {{"NAME", "VALUE", "SOURCE"}};
+  for (const auto& v : (*answer)["variables"]) {
+    std::string source = v.value("source", "");
+    if (v.value("service", "").empty() && !(*answer).value("service", "").empty()) {
+      source = "shared, " + source;
+    }
+    rows.push_back({v.value("name", ""), v.value("value", ""), source});
+  }
+  if (rows.size() == 1) {
+    std::printf("no variables for %s\n", VariablesWhere(*answer).c_str());
+    return 0;
+  }
+  PrintTable(rows);
+  return 0;
+}
+
+int VariablesSet(const VariablesOptions& opts) {
+  json values = json::object();
+  for (const auto& arg : opts.args) {
+    auto eq = arg.find('=');
+    if (eq == std::string::npos) {
+      return PrintError(InvalidArgument("expected KEY=VALUE, got \"" + arg +
+                                        "\" (to remove a variable: `slipway variables unset " +
+                                        arg + "`)"));
+    }
+    const std::string name = arg.substr(0, eq);
+    if (!IsValidVariableName(name)) {
+      return PrintError(InvalidArgument(
+          "\"" + name +
+          "\" is not a variable name: use letters, digits and _, not starting with a digit"));
+    }
+    values[name] = arg.substr(eq + 1);
+  }
+  if (values.empty()) return PrintError(InvalidArgument("nothing to set: give KEY=VALUE pairs"));
+  auto target = VariablesTarget(opts);
+  if (!target.ok()) return PrintError(target.status());
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto answer = client->Put(
+      *target, json{{"variables", values}, {"secret", !opts.plain}, {"deploy", opts.deploy}},
+      120'000);
+  if (!answer.ok()) return PrintError(answer.status());
+  std::string names;
+  for (const auto& n : (*answer)["names"])
+    names += (names.empty() ? "" : ", ") + n.get<std::string>();
+  std::printf("set %s for %s%s\n", names.c_str(), VariablesWhere(*answer).c_str(),
+              opts.plain ? " (plain)" : " (secret: stored encrypted, shown as ***)");
+  if (!opts.deploy) {
+    std::printf("they take effect at the next deploy; add --deploy to apply them now\n");
+    return 0;
+  }
+  return FollowVariableDeployments(*client, *answer);
+}
+
+int VariablesUnset(const VariablesOptions& opts) {
+  if (opts.args.empty()) return PrintError(InvalidArgument("nothing to unset: name the variables"));
+  std::string names;
+  for (const auto& name : opts.args) {
+    if (!IsValidVariableName(name)) {
+      return PrintError(InvalidArgument("\"" + name + "\" is not a variable name"));
+    }
+    names += (names.empty() ? "" : ",") + name;
+  }
+  auto target = VariablesTarget(opts);
+  if (!target.ok()) return PrintError(target.status());
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto answer =
+      client->Delete(*target + "&names=" + UrlEncode(names) + (opts.deploy ? "&deploy=1" : ""));
+  if (!answer.ok()) return PrintError(answer.status());
+  std::printf("unset %s for %s\n", names.c_str(), VariablesWhere(*answer).c_str());
+  if (!opts.deploy) {
+    std::printf("this takes effect at the next deploy; add --deploy to apply it now\n");
+    return 0;
+  }
+  return FollowVariableDeployments(*client, *answer);
+}
+
 int RunCli(int argc, char** argv) {
   CLI::App app{"Slipway: push code, see it live, safely — on your own machine.", ProgramName()};
   app.require_subcommand(1);
@@ -606,6 +759,26 @@ int RunCli(int argc, char** argv) {
   config_show->add_flag("--all", config_opts.all, "Also the fields left at their defaults");
   config_show->add_flag("--json", config_opts.json, "Machine-readable output");
 
+  VariablesOptions var_opts;
+  auto* variables = app.add_subcommand("variables", "List, set and unset variables and secrets");
+  auto* var_list = variables->add_subcommand("list", "Show the variables (secrets as ***)");
+  auto* var_set = variables->add_subcommand("set", "Set variables (secrets unless --plain)");
+  auto* var_unset = variables->add_subcommand("unset", "Remove variables");
+  var_set->add_option("assignments", var_opts.args, "KEY=VALUE...")->required();
+  var_set->add_flag("--plain", var_opts.plain, "A plain variable: shown in clear, not masked");
+  var_unset->add_option("names", var_opts.args, "KEY...")->required();
+  var_list->add_flag("--reveal", var_opts.reveal, "Show the values of secrets too");
+  for (auto* sub : {variables, var_list, var_set, var_unset}) {
+    sub->add_option("--service,-s", var_opts.service, "Service [the only one]");
+    sub->add_flag("--shared", var_opts.shared, "The variables shared by every service");
+    sub->add_option("--project,-p", var_opts.project, "Project [from the current directory]");
+    sub->add_option("--env,-e", var_opts.env, "Environment [production]");
+  }
+  for (auto* sub : {var_set, var_unset}) {
+    sub->add_flag("--deploy", var_opts.deploy,
+                  "Apply now: redeploy the running release with the new variables");
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -625,6 +798,9 @@ int RunCli(int argc, char** argv) {
   if (domains_add->parsed()) return DomainsAdd(domain_opts);
   if (domains_list->parsed()) return DomainsList(domain_opts);
   if (domains_remove->parsed()) return DomainsRemove(domain_opts);
+  if (var_set->parsed()) return VariablesSet(var_opts);
+  if (var_unset->parsed()) return VariablesUnset(var_opts);
+  if (variables->parsed()) return VariablesList(var_opts);
   return 1;
 }
 

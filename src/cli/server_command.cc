@@ -152,6 +152,9 @@ int RunServer(const ServerOptions& options) {
   }
   auto token = LoadOrCreateToken(home);
   if (!token.ok()) return PrintError(token.status());
+  // The key that seals variables: refused (and nothing started) when others may read it.
+  auto secrets = SecretBox::LoadOrCreate(home);
+  if (!secrets.ok()) return PrintError(secrets.status());
 
   RealClock clock;
   auto store = Store::Open(home + "/state.db", clock);
@@ -206,6 +209,7 @@ int RunServer(const ServerOptions& options) {
   engine_options.edge_port = edge->http_port();
   engine_options.redirect_to_https = options.redirect_https;
   engine_options.edge_stats = [edge]() { return edge->Stats(); };
+  engine_options.secrets = *secrets;
   auto engine = DeployEngine::Create(
       **store, supervisor, clock,
       [edge](std::shared_ptr<const RouteTable> table) {

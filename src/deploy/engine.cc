@@ -15,6 +15,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
@@ -29,6 +30,7 @@ namespace {
 
 constexpr int kLogTailLines = 15;
 constexpr const char* kBasePath = "/usr/local/bin:/usr/bin:/bin";
+constexpr size_t kMaxVariableBytes = 64 * 1024;
 
 std::string JoinLines(const std::vector<std::string>& lines) {
   std::string out;
@@ -96,6 +98,10 @@ struct LiveDeployment {
   std::string host;
   ServiceConfig config;
   ReleaseManifest manifest;
+  // The user variables it runs with (the deployment's sealed snapshot); without a
+  // snapshot (deployments of an older Slipway) the config's variables.
+  ResolvedVariables env;
+  bool has_env = false;
   std::vector<LiveReplica> replicas;
   bool crashed = false;
   // Automatic rollback: the deployment it replaced, and until when it is watched.
@@ -154,7 +160,8 @@ class DeployEngine::Impl {
         supervisor_(supervisor),
         clock_(clock),
         sink_(std::move(sink)),
-        options_(std::move(options)) {}
+        options_(std::move(options)),
+        box_(options_.secrets ? options_.secrets : SecretBox::Ephemeral()) {}
 
   ~Impl() { Shutdown(false); }
 
@@ -275,12 +282,31 @@ class DeployEngine::Impl {
       source_dirs.push_back(dir);
     }
 
+    // Variables are resolved now, so a missing reference fails `slipway up` at once and
+    // nothing deployed changes.
+    std::vector<std::string> chosen_names;
+    for (const ServiceConfig* svc : chosen) chosen_names.push_back(svc->name);
+    ASSIGN_OR_RETURN(VariableScope scope, ScopeFor(config.name, request.environment, &config));
+    ASSIGN_OR_RETURN(Resolution resolution, ResolveVariables(scope, chosen_names));
+
     DeployAccepted accepted;
     accepted.project = config.name;
     accepted.warnings = config.warnings;
     ASSIGN_OR_RETURN(ProjectRecord project, store_.EnsureProject(config.name));
     ASSIGN_OR_RETURN(EnvironmentRecord env,
                      store_.EnsureEnvironment(project.id, request.environment));
+    RETURN_IF_ERROR(KeepGenerated(env.id, resolution));
+    {
+      std::vector<VariableRecord> shared;
+      for (const auto& [name, value] : config.shared_variables) {
+        VariableRecord v;
+        v.name = name;
+        v.sealed_value = box_->Seal(value);
+        v.secret = false;
+        shared.push_back(std::move(v));
+      }
+      RETURN_IF_ERROR(store_.ReplaceConfigVariables(env.id, "", shared));
+    }
     for (size_t i = 0; i < chosen.size(); ++i) {
       ServiceConfig svc_config = *chosen[i];
       ASSIGN_OR_RETURN(ServiceRecord svc,
@@ -290,6 +316,8 @@ class DeployEngine::Impl {
       RETURN_IF_ERROR(store_.SetServiceConfig(svc.id, config_json));
       ASSIGN_OR_RETURN(DeploymentRecord dep,
                        store_.CreateDeployment(svc.id, request.source_label, config_json));
+      RETURN_IF_ERROR(
+          store_.SetDeploymentEnv(dep.id, SealEnv(resolution.services[svc_config.name])));
       (void)store_.AddEvent(svc.id, dep.id, "deploy.queued",
                             "deployment " + std::to_string(dep.id) + " queued");
       accepted.deployments.push_back(dep);
@@ -300,6 +328,7 @@ class DeployEngine::Impl {
       job.source_dir = source_dirs[i];
       Enqueue(svc.id, std::move(job));
     }
+    RefreshMasker();
     return accepted;
   }
 
@@ -351,14 +380,17 @@ class DeployEngine::Impl {
   // ---- one deployment -------------------------------------------------------
 
   void Fail(int64_t service_id, int64_t deployment_id, const char* status,
-            const std::string& error) {
+            const std::string& unmasked) {
+    const std::string error = SecretMasker()->Mask(unmasked);
     spdlog::warn("deployment {} {}: {}", deployment_id, status, error.substr(0, error.find('\n')));
     (void)store_.SetDeploymentStatus(deployment_id, status, error);
     (void)store_.AddEvent(service_id, deployment_id, "deploy.failed",
                           error.substr(0, error.find('\n')));
   }
 
-  EnvMap BuildEnv(const Names& names, const ServiceConfig& config, int64_t deployment_id) {
+  // What a build and the pre-deploy command see: the user's variables and the platform's
+  // names; PORT, SLIPWAY_REPLICA_INDEX and SLIPWAY_DEPLOYMENT_ID are the running app's only.
+  EnvMap BuildEnv(const Names& names, const std::map<std::string, std::string>& variables) {
     EnvMap env;
     env["PATH"] = kBasePath;
     env["HOME"] = options_.home + "/cache/home";
@@ -366,17 +398,37 @@ class DeployEngine::Impl {
     env["npm_config_cache"] = options_.home + "/cache/npm";
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1";
     env["CI"] = "true";
-    for (const auto& [k, v] : config.variables) env[k] = v;
-    AddPlatformEnv(env, names, deployment_id);
+    for (const auto& [k, v] : variables) env[k] = v;
+    AddPlatformEnv(env, names);
     return env;
   }
 
-  void AddPlatformEnv(EnvMap& env, const Names& names, int64_t deployment_id) {
+  void AddPlatformEnv(EnvMap& env, const Names& names) {
     env["SLIPWAY_PROJECT"] = names.project;
     env["SLIPWAY_SERVICE"] = names.service;
     env["SLIPWAY_ENVIRONMENT"] = names.environment;
-    env["SLIPWAY_DEPLOYMENT_ID"] = std::to_string(deployment_id);
-    env["SLIPWAY_PUBLIC_DOMAIN"] = Host(names.project, names.environment, names.service);
+    for (const auto& [k, v] :
+         ReferablePlatformEnv(names.project, names.environment, names.service)) {
+      env[k] = v;
+    }
+  }
+
+  // The five platform variables other services may reference too.
+  std::map<std::string, std::string> ReferablePlatformEnv(const std::string& project,
+                                                          const std::string& environment,
+                                                          const std::string& service) const {
+    std::string p = environment == "production" ? project : project + "-" + environment;
+    const std::string private_domain = service + "." + p + ".localhost";
+    return {{"SLIPWAY_PUBLIC_DOMAIN", Host(project, environment, service)},
+            {"SLIPWAY_PUBLIC_URL", Url(project, environment, service)},
+            {"SLIPWAY_PRIVATE_DOMAIN", private_domain},
+            {"SLIPWAY_PRIVATE_PORT", std::to_string(options_.edge_port)},
+            {"SLIPWAY_PRIVATE_URL",
+             "http://" + private_domain + ":" + std::to_string(options_.edge_port)}};
+  }
+
+  static const std::map<std::string, std::string>& UserVariables(const LiveDeployment& ld) {
+    return ld.has_env ? ld.env.values : ld.config.variables;
   }
 
   // ---- isolation -------------------------------------------------------------
@@ -418,8 +470,9 @@ class DeployEngine::Impl {
     if (isolate_) env["TMPDIR"] = AppDataDir(ld.service_id) + "/tmp";
     env["LANG"] = "C.UTF-8";
     for (const auto& [k, v] : ld.manifest.runtime_env) env[k] = v;
-    for (const auto& [k, v] : ld.config.variables) env[k] = v;
-    AddPlatformEnv(env, Names{ld.project, ld.environment, ld.service}, ld.id);
+    for (const auto& [k, v] : UserVariables(ld)) env[k] = v;
+    AddPlatformEnv(env, Names{ld.project, ld.environment, ld.service});
+    env["SLIPWAY_DEPLOYMENT_ID"] = std::to_string(ld.id);
     env["PORT"] = std::to_string(port);
     env["SLIPWAY_REPLICA_INDEX"] = std::to_string(index);
     return env;
@@ -434,6 +487,8 @@ class DeployEngine::Impl {
     if (!names.ok()) return Fail(svc->id, dep->id, kBuildFailed, names.status().message());
     auto config = ServiceConfigFromJson(dep->config_json);
     if (!config.ok()) return Fail(svc->id, dep->id, kBuildFailed, config.status().message());
+    auto env = LoadEnv(dep->id);
+    if (!env.ok()) return Fail(svc->id, dep->id, kBuildFailed, env.status().message());
     if (Status st = MakeDirs(DeploymentDir(dep->id)); !st.ok()) {
       return Fail(svc->id, dep->id, kBuildFailed, st.message());
     }
@@ -452,7 +507,8 @@ class DeployEngine::Impl {
                                                   " (built by deployment " +
                                                   std::to_string(release->deployment_id) +
                                                   "); nothing to build\n");
-      return Activate(MakeLive(dep->id, svc->id, *names, *config, *manifest), /*pre_deploy=*/false);
+      return Activate(MakeLive(dep->id, svc->id, *names, *config, *manifest, *env),
+                      /*pre_deploy=*/false);
     }
 
     (void)store_.SetDeploymentStatus(dep->id, kBuilding);
@@ -464,7 +520,8 @@ class DeployEngine::Impl {
     build.cache_dir = options_.home + "/cache/deps";
     build.log_path = log_path;
     build.service = *config;
-    build.build_env = BuildEnv(*names, *config, dep->id);
+    build.build_env = BuildEnv(*names, env->has_value() ? (*env)->values : config->variables);
+    build.mask_line = LineMasker(*env);
     build.cancelled = [this] { return stopping_.load(); };
     int64_t dep_id = dep->id;
     build.on_step_started = [this, dep_id](pid_t pgid) {
@@ -483,12 +540,13 @@ class DeployEngine::Impl {
     (void)store_.AddEvent(svc->id, dep->id, "build.succeeded",
                           "release " + std::to_string(release->id) + " built");
 
-    Activate(MakeLive(dep->id, svc->id, *names, *config, *manifest), /*pre_deploy=*/true);
+    Activate(MakeLive(dep->id, svc->id, *names, *config, *manifest, *env), /*pre_deploy=*/true);
   }
 
   // A deployment with its release, before any replica runs.
   LiveDeployment MakeLive(int64_t deployment_id, int64_t service_id, const Names& names,
-                          const ServiceConfig& config, const ReleaseManifest& manifest) const {
+                          const ServiceConfig& config, const ReleaseManifest& manifest,
+                          const std::optional<ResolvedVariables>& env) const {
     LiveDeployment ld;
     ld.id = deployment_id;
     ld.service_id = service_id;
@@ -498,6 +556,10 @@ class DeployEngine::Impl {
     ld.host = Host(ld.project, ld.environment, ld.service);
     ld.config = config;
     ld.manifest = manifest;
+    if (env) {
+      ld.env = *env;
+      ld.has_env = true;
+    }
     return ld;
   }
 
@@ -510,6 +572,7 @@ class DeployEngine::Impl {
     r.spec.cwd = ld.manifest.app_dir;
     r.spec.env = AppEnv(ld, port, index);
     ASSIGN_OR_RETURN(r.spec.sandbox, SandboxFor(ld));
+    r.spec.mask_env.assign(ld.env.secret.begin(), ld.env.secret.end());
     r.spec.log_path = ReplicaLogPath(ld.id, index);
     r.spec.run_dir =
         options_.home + "/run/d" + std::to_string(ld.id) + "-r" + std::to_string(index);
@@ -591,14 +654,14 @@ class DeployEngine::Impl {
     spawn.env = AppEnv(ld, 0, 0);
     spawn.env.erase("PORT");
     spawn.env.erase("SLIPWAY_REPLICA_INDEX");
+    spawn.env.erase("SLIPWAY_DEPLOYMENT_ID");
+    auto mask = LineMasker(ld.has_env ? std::optional<ResolvedVariables>(ld.env) : std::nullopt);
     spawn.cwd = ld.manifest.app_dir;
     ASSIGN_OR_RETURN(spawn.sandbox, SandboxFor(ld));
     RunOptions run;
     run.timeout = std::chrono::minutes(30);
     run.cancelled = [this] { return stopping_.load(); };
-    run.on_line = [&](std::string_view line) {
-      (void)AppendFile(log_path, std::string(line) + "\n");
-    };
+    run.on_line = [&](std::string_view line) { (void)AppendFile(log_path, mask(line) + "\n"); };
     ASSIGN_OR_RETURN(CommandOutcome outcome, RunCommand(spawn, run));
     const std::string what = "pre-deploy command `" + command + "`";
     if (outcome.cancelled) return Unavailable("interrupted: the daemon stopped during the " + what);
@@ -1245,6 +1308,9 @@ class DeployEngine::Impl {
                      store_.CreateDeployment(service_id, source, config_json));
     RETURN_IF_ERROR(store_.SetDeploymentRelease(dep.id, target.release_id));
     dep.release_id = target.release_id;
+    // The variables it ran with come back with the code.
+    ASSIGN_OR_RETURN(std::string sealed_env, store_.GetDeploymentEnv(target.id));
+    RETURN_IF_ERROR(store_.SetDeploymentEnv(dep.id, sealed_env));
     (void)store_.AddEvent(service_id, dep.id, "deploy.queued", source);
     Job job;
     job.deployment_id = dep.id;
@@ -1278,9 +1344,10 @@ class DeployEngine::Impl {
         return FailedPrecondition("deployment " + std::to_string(to) +
                                   " has no release to go back to (its build did not finish)");
       }
-      if (target.release_id == current_release) {
-        return FailedPrecondition("deployment " + std::to_string(to) +
-                                  "'s release is already live");
+      // The same release with other variables (a `variables set --deploy` since) is a
+      // rollback too: the variables come back with it.
+      if (target.id == svc.active_deployment_id) {
+        return FailedPrecondition("deployment " + std::to_string(to) + " is already live");
       }
     } else {
       ASSIGN_OR_RETURN(auto deployments, store_.ListDeployments(svc.id, 1000));
@@ -1449,7 +1516,12 @@ class DeployEngine::Impl {
     if (!names.ok() || !config.ok() || !release.ok()) return std::nullopt;
     auto manifest = ReleaseManifest::FromJson(release->manifest_json);
     if (!manifest.ok()) return std::nullopt;
-    return MakeLive(dep.id, svc->id, *names, *config, *manifest);
+    auto env = LoadEnv(dep.id);
+    if (!env.ok()) {
+      spdlog::error("deployment {}: {}", dep.id, env.status().message());
+      return std::nullopt;
+    }
+    return MakeLive(dep.id, svc->id, *names, *config, *manifest, *env);
   }
 
   Status Recover() {
@@ -1553,6 +1625,7 @@ class DeployEngine::Impl {
       job.deployment_id = id;
       Enqueue(dep->service_id, std::move(job));
     }
+    RefreshMasker();
     return Status::Ok();
   }
 
@@ -1613,6 +1686,322 @@ class DeployEngine::Impl {
       }
       out.push_back(std::move(s));
     }
+    return out;
+  }
+
+  // ---- variables ------------------------------------------------------------
+
+  // What resolving the variables of `project`/`environment` needs: the stored variables
+  // (opened), and the services' config variables — from `config` (an upload) for the
+  // services it declares, else from the latest deploy of each stored service.
+  Result<VariableScope> ScopeFor(const std::string& project_name, const std::string& environment,
+                                 const ProjectConfig* config) {
+    VariableScope scope;
+    scope.project = project_name;
+    scope.environment = environment;
+    scope.addon = options_.addons;
+    std::vector<VariableRecord> rows;
+    std::vector<ServiceRecord> stored;
+    auto project = store_.GetProject(project_name);
+    if (!project.ok() && project.status().code() != StatusCode::kNotFound) return project.status();
+    if (project.ok()) {
+      auto env = store_.GetEnvironment(project->id, environment);
+      if (!env.ok() && env.status().code() != StatusCode::kNotFound) return env.status();
+      if (env.ok()) {
+        ASSIGN_OR_RETURN(rows, store_.ListVariables(env->id));
+        ASSIGN_OR_RETURN(stored, store_.ListServices(env->id));
+      }
+    }
+    std::map<std::string, ServiceVariables> services;
+    auto add = [&](const ServiceConfig& c) {
+      ServiceVariables& sv = services[c.name];
+      sv.name = c.name;
+      sv.config = c.variables;
+      sv.required = c.required_variables;
+      sv.platform = ReferablePlatformEnv(project_name, environment, c.name);
+    };
+    if (config != nullptr) {
+      for (const auto& c : config->services) add(c);
+      scope.shared_config = config->shared_variables;
+    }
+    for (const auto& svc : stored) {
+      if (services.count(svc.name) || svc.config_json.empty()) continue;
+      if (auto c = ServiceConfigFromJson(svc.config_json); c.ok()) add(*c);
+    }
+    for (const auto& row : rows) {
+      auto value = box_->Open(row.sealed_value);
+      if (!value.ok()) {
+        return value.status().WithContext(
+            "variable " + row.name +
+            (row.service.empty() ? " (shared)" : " of service \"" + row.service + "\""));
+      }
+      if (row.source == "config") {
+        if (row.service.empty() && config == nullptr) scope.shared_config[row.name] = *value;
+        continue;
+      }
+      if (row.service.empty()) {
+        if (row.source == "generated") {
+          scope.shared_generated[row.name] = *value;
+        } else {
+          scope.shared_user[row.name] = *value;
+          if (row.secret) scope.shared_user_secret.insert(row.name);
+        }
+        continue;
+      }
+      auto it = services.find(row.service);
+      if (it == services.end()) continue;  // set ahead of the service's first deploy
+      if (row.source == "generated") {
+        it->second.generated[row.name] = *value;
+      } else {
+        it->second.user[row.name] = *value;
+        if (row.secret) it->second.user_secret.insert(row.name);
+      }
+    }
+    for (auto& [name, sv] : services) scope.services.push_back(std::move(sv));
+    return scope;
+  }
+
+  // Stores the values a resolution generated, so later deploys reuse them.
+  Status KeepGenerated(int64_t environment_id, const Resolution& resolution) {
+    std::vector<VariableRecord> rows;
+    for (const auto& [service, values] : resolution.generated) {
+      for (const auto& [name, value] : values) {
+        VariableRecord v;
+        v.environment_id = environment_id;
+        v.service = service;
+        v.name = name;
+        v.sealed_value = box_->Seal(value);
+        v.secret = true;
+        v.source = "generated";
+        rows.push_back(std::move(v));
+      }
+    }
+    if (rows.empty()) return Status::Ok();
+    return store_.SetVariables(rows);
+  }
+
+  std::string SealEnv(const ResolvedVariables& env) const {
+    nlohmann::json j;
+    j["values"] = env.values;
+    j["secret"] = env.secret;
+    return box_->Seal(j.dump());
+  }
+
+  // The deployment's sealed environment; nullopt for a deployment without one.
+  Result<std::optional<ResolvedVariables>> LoadEnv(int64_t deployment_id) {
+    ASSIGN_OR_RETURN(std::string sealed, store_.GetDeploymentEnv(deployment_id));
+    if (sealed.empty()) return std::optional<ResolvedVariables>();
+    auto text = box_->Open(sealed);
+    if (!text.ok()) {
+      return text.status().WithContext("the variables of deployment " +
+                                       std::to_string(deployment_id));
+    }
+    auto j = nlohmann::json::parse(*text, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      return Internal("the variables of deployment " + std::to_string(deployment_id) +
+                      " are unreadable");
+    }
+    ResolvedVariables env;
+    env.values = j.value("values", std::map<std::string, std::string>{});
+    env.secret = j.value("secret", std::set<std::string>{});
+    return std::optional<ResolvedVariables>(std::move(env));
+  }
+
+  static std::vector<std::string> SecretValues(const ResolvedVariables& env) {
+    std::vector<std::string> out;
+    for (const auto& name : env.secret) {
+      if (auto it = env.values.find(name); it != env.values.end()) out.push_back(it->second);
+    }
+    return out;
+  }
+
+  // Masks a deployment's secrets in the lines its build and pre-deploy command write.
+  std::function<std::string(std::string_view)> LineMasker(
+      const std::optional<ResolvedVariables>& env) const {
+    auto masker =
+        std::make_shared<const Masker>(env ? SecretValues(*env) : std::vector<std::string>{});
+    return [masker](std::string_view line) { return masker->Mask(line); };
+  }
+
+  void RefreshMasker() {
+    std::vector<std::string> values;
+    if (auto rows = store_.ListVariables(0); rows.ok()) {
+      for (const auto& row : *rows) {
+        if (!row.secret) continue;
+        if (auto value = box_->Open(row.sealed_value); value.ok()) values.push_back(*value);
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [id, ld] : live_) {
+        for (auto& v : SecretValues(ld.env)) values.push_back(std::move(v));
+      }
+    }
+    auto masker = std::make_shared<const Masker>(std::move(values));
+    std::lock_guard<std::mutex> lock(mask_mu_);
+    masker_ = std::move(masker);
+  }
+
+  std::shared_ptr<const Masker> SecretMasker() {
+    std::lock_guard<std::mutex> lock(mask_mu_);
+    return masker_;
+  }
+
+  struct EnvRef {
+    ProjectRecord project;
+    EnvironmentRecord env;
+  };
+
+  Result<EnvRef> FindEnv(const std::string& project_name, const std::string& environment) {
+    auto project = store_.GetProject(project_name);
+    if (!project.ok()) {
+      if (project.status().code() != StatusCode::kNotFound) return project.status();
+      return NotFound("project \"" + project_name +
+                      "\" has no variables yet; `slipway variables set` or `slipway up` creates "
+                      "it");
+    }
+    auto env = store_.GetEnvironment(project->id, environment);
+    if (!env.ok()) {
+      if (env.status().code() != StatusCode::kNotFound) return env.status();
+      return NotFound("project \"" + project_name + "\" has no environment \"" + environment +
+                      "\"");
+    }
+    return EnvRef{*project, *env};
+  }
+
+  Result<std::vector<VariableEntry>> ListVariables(const std::string& project,
+                                                   const std::string& environment,
+                                                   const std::string& service, bool reveal) {
+    ASSIGN_OR_RETURN(EnvRef ref, FindEnv(project, environment));
+    ASSIGN_OR_RETURN(auto rows, store_.ListVariables(ref.env.id));
+    std::vector<VariableEntry> out;
+    for (const auto& row : rows) {
+      if (!row.service.empty() && row.service != service) continue;
+      if (!row.service.empty() && row.source == "config") continue;  // shown from the config
+      VariableEntry e;
+      e.service = row.service;
+      e.name = row.name;
+      e.secret = row.secret;
+      e.source = row.source == "config" ? "config file" : row.source;
+      if (!row.secret || reveal) {
+        ASSIGN_OR_RETURN(e.value, box_->Open(row.sealed_value));
+      } else {
+        e.value = "***";
+      }
+      out.push_back(std::move(e));
+    }
+    if (!service.empty()) {
+      auto svc = store_.FindService(ref.env.id, service);
+      if (svc.ok() && !svc->config_json.empty()) {
+        if (auto config = ServiceConfigFromJson(svc->config_json); config.ok()) {
+          for (const auto& [name, value] : config->variables) {
+            out.push_back(VariableEntry{service, name, value, false, "config file"});
+          }
+        }
+      }
+    }
+    std::stable_sort(out.begin(), out.end(), [](const VariableEntry& a, const VariableEntry& b) {
+      return std::tie(a.service, a.name) < std::tie(b.service, b.name);
+    });
+    return out;
+  }
+
+  Status SetVariables(const std::string& project_name, const std::string& environment,
+                      const std::string& service,
+                      const std::vector<std::pair<std::string, std::string>>& values, bool secret) {
+    if (values.empty()) return InvalidArgument("nothing to set: give KEY=VALUE pairs");
+    for (const auto& [name, value] : values) {
+      RETURN_IF_ERROR(CheckSettableVariableName(name));
+      if (value.size() > kMaxVariableBytes) {
+        return InvalidArgument("the value of " + name + " is " + std::to_string(value.size()) +
+                               " bytes; a variable holds at most 64 KiB");
+      }
+    }
+    RETURN_IF_ERROR(ValidateName(project_name, "project name"));
+    RETURN_IF_ERROR(ValidateName(environment, "environment name"));
+    ASSIGN_OR_RETURN(ProjectRecord project, store_.EnsureProject(project_name));
+    ASSIGN_OR_RETURN(EnvironmentRecord env, store_.EnsureEnvironment(project.id, environment));
+    std::vector<VariableRecord> rows;
+    for (const auto& [name, value] : values) {
+      VariableRecord v;
+      v.environment_id = env.id;
+      v.service = service;
+      v.name = name;
+      v.sealed_value = box_->Seal(value);
+      v.secret = secret;
+      v.source = "cli";
+      rows.push_back(std::move(v));
+    }
+    RETURN_IF_ERROR(store_.SetVariables(rows));
+    RefreshMasker();
+    return Status::Ok();
+  }
+
+  Status UnsetVariables(const std::string& project, const std::string& environment,
+                        const std::string& service, const std::vector<std::string>& names) {
+    if (names.empty()) return InvalidArgument("nothing to unset: name the variables");
+    ASSIGN_OR_RETURN(EnvRef ref, FindEnv(project, environment));
+    RETURN_IF_ERROR(store_.DeleteVariables(ref.env.id, service, names));
+    RefreshMasker();
+    return Status::Ok();
+  }
+
+  Result<std::vector<DeploymentRecord>> ApplyVariables(const std::string& project,
+                                                       const std::string& environment,
+                                                       const std::string& service) {
+    ASSIGN_OR_RETURN(EnvRef ref, FindEnv(project, environment));
+    ASSIGN_OR_RETURN(auto services, store_.ListServices(ref.env.id));
+    std::vector<ServiceRecord> targets;
+    for (const auto& svc : services) {
+      if (!service.empty() && svc.name != service) continue;
+      if (svc.active_deployment_id == 0) {
+        if (!service.empty()) {
+          return FailedPrecondition("service \"" + service +
+                                    "\" has no running deployment to apply variables to; "
+                                    "`slipway up` deploys it with them");
+        }
+        continue;
+      }
+      targets.push_back(svc);
+    }
+    if (targets.empty()) {
+      if (!service.empty()) {
+        return NotFound("project \"" + project + "\" has no service \"" + service + "\" in " +
+                        environment + "; the variables apply at its first deploy");
+      }
+      return std::vector<DeploymentRecord>{};
+    }
+    ASSIGN_OR_RETURN(VariableScope scope, ScopeFor(project, environment, nullptr));
+    std::vector<std::string> names;
+    for (const auto& t : targets) names.push_back(t.name);
+    ASSIGN_OR_RETURN(Resolution resolution, ResolveVariables(scope, names));
+    std::vector<std::pair<ServiceRecord, DeploymentRecord>> active;
+    for (const auto& t : targets) {
+      ASSIGN_OR_RETURN(DeploymentRecord dep, store_.GetDeployment(t.active_deployment_id));
+      if (dep.release_id == 0) {
+        return FailedPrecondition("service \"" + t.name + "\" has no release to run again");
+      }
+      active.emplace_back(t, dep);
+    }
+    RETURN_IF_ERROR(KeepGenerated(ref.env.id, resolution));
+    std::vector<DeploymentRecord> out;
+    for (const auto& [svc, current] : active) {
+      ASSIGN_OR_RETURN(ServiceConfig config, ServiceConfigFromJson(current.config_json));
+      if (svc.scale > 0) config.num_replicas = svc.scale;
+      ASSIGN_OR_RETURN(DeploymentRecord dep, store_.CreateDeployment(svc.id, "variables changed",
+                                                                     ServiceConfigToJson(config)));
+      RETURN_IF_ERROR(store_.SetDeploymentRelease(dep.id, current.release_id));
+      dep.release_id = current.release_id;
+      RETURN_IF_ERROR(store_.SetDeploymentEnv(dep.id, SealEnv(resolution.services[svc.name])));
+      (void)store_.AddEvent(svc.id, dep.id, "deploy.queued",
+                            "variables changed: deployment " + std::to_string(dep.id) +
+                                " reuses release " + std::to_string(current.release_id));
+      Job job;
+      job.deployment_id = dep.id;
+      Enqueue(svc.id, std::move(job));
+      out.push_back(dep);
+    }
+    RefreshMasker();
     return out;
   }
 
@@ -1697,6 +2086,10 @@ class DeployEngine::Impl {
   std::vector<Retirer> retirers_;  // guarded by mu_
   std::atomic<bool> stop_apps_on_shutdown_{false};
 
+  const std::shared_ptr<const SecretBox> box_;
+  std::mutex mask_mu_;
+  std::shared_ptr<const Masker> masker_ = std::make_shared<const Masker>();  // guarded by mask_mu_
+
   std::mutex monitor_mu_;
   std::condition_variable monitor_cv_;
   std::thread monitor_;
@@ -1746,5 +2139,28 @@ Status DeployEngine::Scale(const std::string& project, const std::string& enviro
   return impl_->Scale(project, environment, service, replicas);
 }
 void DeployEngine::RefreshRoutes() { impl_->PublishRoutes(); }
+Result<std::vector<VariableEntry>> DeployEngine::ListVariables(const std::string& project,
+                                                               const std::string& environment,
+                                                               const std::string& service,
+                                                               bool reveal) {
+  return impl_->ListVariables(project, environment, service, reveal);
+}
+Status DeployEngine::SetVariables(const std::string& project, const std::string& environment,
+                                  const std::string& service,
+                                  const std::vector<std::pair<std::string, std::string>>& values,
+                                  bool secret) {
+  return impl_->SetVariables(project, environment, service, values, secret);
+}
+Status DeployEngine::UnsetVariables(const std::string& project, const std::string& environment,
+                                    const std::string& service,
+                                    const std::vector<std::string>& names) {
+  return impl_->UnsetVariables(project, environment, service, names);
+}
+Result<std::vector<DeploymentRecord>> DeployEngine::ApplyVariables(const std::string& project,
+                                                                   const std::string& environment,
+                                                                   const std::string& service) {
+  return impl_->ApplyVariables(project, environment, service);
+}
+std::shared_ptr<const Masker> DeployEngine::SecretMasker() { return impl_->SecretMasker(); }
 
 }  // namespace slipway

@@ -20,7 +20,9 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "deploy/variables.h"
 #include "proxy/edge.h"
+#include "secrets/secrets.h"
 #include "store/store.h"
 #include "supervisor/supervisor.h"
 
@@ -46,7 +48,20 @@ struct EngineOptions {
   // Apps run isolated (common/sandbox.h: own uid kAppIdBase + service id, own mount
   // namespace seeing only their release and data dir) when this process is root.
   bool isolate_apps = true;
-  EdgeStatsSource edge_stats;      // null: no traffic-based rollback, no drain wait
+  EdgeStatsSource edge_stats;  // null: no traffic-based rollback, no drain wait
+  // Seals variables and deployment environments; null: a key of the engine's own, lost
+  // when it stops (tests).
+  std::shared_ptr<const SecretBox> secrets;
+  AddonLookup addons;  // ${{ <addon>.KEY }}; null: the project has no add-ons
+};
+
+// One variable as `slipway variables list` shows it.
+struct VariableEntry {
+  std::string service;  // "" : shared
+  std::string name;
+  std::string value;  // "***" for a secret unless revealed
+  bool secret = false;
+  std::string source;  // "cli", "config file", "generated"
 };
 
 // What one service looks like now, for `slipway status`.
@@ -128,6 +143,27 @@ class DeployEngine {
   // first. Returns when done. kInvalidArgument outside 1..32.
   Status Scale(const std::string& project, const std::string& environment,
                const std::string& service, int replicas);
+
+  // Variables (docs/variables.md). `service` "" means the shared variables. Set and
+  // unset change what the next deploy gets; ApplyVariables deploys it now: a deployment
+  // per service (every service with an active deployment, for shared variables) that
+  // reuses the active release with freshly resolved variables, health-checked and
+  // switched like any deploy. kInvalidArgument for bad names (CheckSettableVariableName),
+  // values over 64 KiB; kNotFound for an unknown project/environment or unset name.
+  Result<std::vector<VariableEntry>> ListVariables(const std::string& project,
+                                                   const std::string& environment,
+                                                   const std::string& service, bool reveal);
+  Status SetVariables(const std::string& project, const std::string& environment,
+                      const std::string& service,
+                      const std::vector<std::pair<std::string, std::string>>& values, bool secret);
+  Status UnsetVariables(const std::string& project, const std::string& environment,
+                        const std::string& service, const std::vector<std::string>& names);
+  Result<std::vector<DeploymentRecord>> ApplyVariables(const std::string& project,
+                                                       const std::string& environment,
+                                                       const std::string& service);
+  // Masks every secret value known (set, generated, or in a running deployment's
+  // environment) in text the platform shows.
+  std::shared_ptr<const Masker> SecretMasker();
 
   // Publishes the routing table again, after something it is built from changed
   // outside the engine (custom domains).

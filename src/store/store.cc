@@ -119,6 +119,22 @@ CREATE INDEX domains_by_service ON domains(service_id, id);
     R"sql(
 ALTER TABLE services ADD COLUMN scale INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 4: variables (values sealed) and the sealed environment each deployment runs with.
+    R"sql(
+CREATE TABLE variables (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  environment_id INTEGER NOT NULL REFERENCES environments(id) ON DELETE CASCADE,
+  service TEXT NOT NULL DEFAULT '',
+  name TEXT NOT NULL,
+  sealed_value TEXT NOT NULL,
+  secret INTEGER NOT NULL DEFAULT 1,
+  source TEXT NOT NULL DEFAULT 'cli',
+  from_config INTEGER NOT NULL DEFAULT 0,
+  updated_at INTEGER NOT NULL,
+  UNIQUE (environment_id, service, name, from_config)
+);
+ALTER TABLE deployments ADD COLUMN env_sealed TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 constexpr int kKnownVersion = static_cast<int>(std::size(kMigrations));
@@ -149,6 +165,8 @@ constexpr const char* kReplicaCols =
     "id, deployment_id, idx, port, shim_pid, shim_start_time, app_pid, state, restarts, run_dir, "
     "log_path, started_at, updated_at";
 constexpr const char* kEventCols = "id, service_id, deployment_id, kind, message, at";
+constexpr const char* kVariableCols =
+    "id, environment_id, service, name, sealed_value, secret, source, updated_at";
 constexpr const char* kDomainCols = "id, service_id, host, cert_path, key_path, acme, created_at";
 
 std::string Sql(const char* head, const char* cols, const char* tail) {
@@ -266,6 +284,17 @@ DomainRecord ReadDomain(const Statement& s) {
                       .key_path = s.Text(4),
                       .acme = s.Int(5) != 0,
                       .created_at = s.Int(6)};
+}
+
+VariableRecord ReadVariable(const Statement& s) {
+  return VariableRecord{.id = s.Int(0),
+                        .environment_id = s.Int(1),
+                        .service = s.Text(2),
+                        .name = s.Text(3),
+                        .sealed_value = s.Text(4),
+                        .secret = s.Int(5) != 0,
+                        .source = s.Text(6),
+                        .updated_at = s.Int(7)};
 }
 
 ReplicaRecord ReadReplica(const Statement& s) {
@@ -713,6 +742,84 @@ class SqliteStore final : public Store {
     });
   }
 
+  // ---- Variables ----
+
+  Status SetVariables(const std::vector<VariableRecord>& variables) override {
+    return Write([&]() -> Status {
+      for (const auto& v : variables) {
+        RETURN_IF_ERROR(GetEnvironmentLocked(v.environment_id).status());
+        RETURN_IF_ERROR(InsertVariableLocked(v, /*from_config=*/false));
+      }
+      return Status::Ok();
+    });
+  }
+
+  Status DeleteVariables(int64_t environment_id, const std::string& service,
+                         const std::vector<std::string>& names) override {
+    return Write([&]() -> Status {
+      for (const auto& name : names) {
+        RETURN_IF_ERROR(
+            Run("DELETE FROM variables WHERE environment_id = ? AND service = ? AND "
+                "name = ? AND from_config = 0",
+                "unset variable", environment_id, service, name));
+        if (sqlite3_changes(db_) == 0) {
+          return NotFound(
+              "no variable " + name + " is set " +
+              (service.empty() ? std::string("as shared") : "for service \"" + service + "\""));
+        }
+      }
+      return Status::Ok();
+    });
+  }
+
+  Status ReplaceConfigVariables(int64_t environment_id, const std::string& service,
+                                const std::vector<VariableRecord>& variables) override {
+    return Write([&]() -> Status {
+      RETURN_IF_ERROR(
+          Run("DELETE FROM variables WHERE environment_id = ? AND service = ? AND from_config = 1",
+              "replace config variables", environment_id, service));
+      for (VariableRecord v : variables) {
+        v.environment_id = environment_id;
+        v.service = service;
+        v.source = "config";
+        RETURN_IF_ERROR(InsertVariableLocked(v, /*from_config=*/true));
+      }
+      return Status::Ok();
+    });
+  }
+
+  Result<std::vector<VariableRecord>> ListVariables(int64_t environment_id) override {
+    return Read([&] {
+      if (environment_id == 0) {
+        return QueryAll<VariableRecord>(
+            Sql("SELECT ", kVariableCols, " FROM variables ORDER BY environment_id, service, name"),
+            ReadVariable, "list variables");
+      }
+      return QueryAll<VariableRecord>(
+          Sql("SELECT ", kVariableCols,
+              " FROM variables WHERE environment_id = ? ORDER BY service, name, from_config"),
+          ReadVariable, "list variables", environment_id);
+    });
+  }
+
+  Status SetDeploymentEnv(int64_t deployment_id, const std::string& sealed_env) override {
+    return Write([&] {
+      return UpdateOne("UPDATE deployments SET env_sealed = ? WHERE id = ?",
+                       "deployment " + std::to_string(deployment_id), sealed_env, deployment_id);
+    });
+  }
+
+  Result<std::string> GetDeploymentEnv(int64_t deployment_id) override {
+    return Read([&]() -> Result<std::string> {
+      ASSIGN_OR_RETURN(Statement stmt, Prepare("SELECT env_sealed FROM deployments WHERE id = ?"));
+      stmt.Bind(deployment_id);
+      int rc = stmt.Step();
+      if (rc == SQLITE_DONE) return NotFound("deployment " + std::to_string(deployment_id));
+      if (rc != SQLITE_ROW) return SqliteError(db_, rc, path_, "read a deployment's environment");
+      return stmt.Text(0);
+    });
+  }
+
   // ---- Events ----
 
   Status AddEvent(int64_t service_id, int64_t deployment_id, const std::string& kind,
@@ -889,6 +996,18 @@ class SqliteStore final : public Store {
   Result<ProjectRecord> FindProjectLocked(const std::string& name) {
     return QueryOne<ProjectRecord>(Sql("SELECT ", kProjectCols, " FROM projects WHERE name = ?"),
                                    ReadProject, "project " + name, name);
+  }
+
+  Status InsertVariableLocked(const VariableRecord& v, bool from_config) {
+    return Run(
+        "INSERT INTO variables (environment_id, service, name, sealed_value, secret, source, "
+        "from_config, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (environment_id, service, name, from_config) DO UPDATE SET "
+        "sealed_value = excluded.sealed_value, secret = excluded.secret, source = excluded.source, "
+        "updated_at = excluded.updated_at",
+        "set variable " + v.name, v.environment_id, v.service, v.name, v.sealed_value,
+        static_cast<int64_t>(v.secret ? 1 : 0), v.source, static_cast<int64_t>(from_config ? 1 : 0),
+        Now());
   }
 
   Result<EnvironmentRecord> GetEnvironmentLocked(int64_t id) {

@@ -108,6 +108,20 @@ struct DomainRecord {
   int64_t created_at = 0;
 };
 
+// A variable set by a user (`slipway variables set`), generated for a ${{ secret() }}, or
+// a shared variable of the config file. Every value in the table is sealed
+// (secrets/secrets.h), plain ones too; `secret` says whether it is masked when shown.
+struct VariableRecord {
+  int64_t id = 0;
+  int64_t environment_id = 0;
+  std::string service;  // "" : shared by the environment's services
+  std::string name;
+  std::string sealed_value;
+  bool secret = true;
+  std::string source = "cli";  // "cli", "generated", "config"
+  int64_t updated_at = 0;
+};
+
 struct EventRecord {
   int64_t id = 0;
   int64_t service_id = 0;
@@ -183,6 +197,23 @@ class Store {
   virtual Result<DomainRecord> AddDomain(const DomainRecord& domain) = 0;
   virtual Result<std::vector<DomainRecord>> ListDomains(int64_t service_id) = 0;  // 0: all
   virtual Status RemoveDomain(const std::string& host) = 0;
+
+  // Variables of an environment. A "config" row and a user row ("cli"/"generated") of the
+  // same name coexist (the user's wins at deploy); SetVariables replaces the user row of
+  // each (service, name), all in one transaction.
+  virtual Status SetVariables(const std::vector<VariableRecord>& variables) = 0;
+  // Removes user rows; kNotFound naming the first name that has none (nothing removed).
+  virtual Status DeleteVariables(int64_t environment_id, const std::string& service,
+                                 const std::vector<std::string>& names) = 0;
+  // Replaces every "config" row of (environment, service) with `variables`.
+  virtual Status ReplaceConfigVariables(int64_t environment_id, const std::string& service,
+                                        const std::vector<VariableRecord>& variables) = 0;
+  // Every row of the environment (0: of every environment), by service ("" first) then name.
+  virtual Result<std::vector<VariableRecord>> ListVariables(int64_t environment_id) = 0;
+
+  // The sealed snapshot of the environment a deployment runs with ("" when none).
+  virtual Status SetDeploymentEnv(int64_t deployment_id, const std::string& sealed_env) = 0;
+  virtual Result<std::string> GetDeploymentEnv(int64_t deployment_id) = 0;
 
   // Events, append-only.
   virtual Status AddEvent(int64_t service_id, int64_t deployment_id, const std::string& kind,

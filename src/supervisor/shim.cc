@@ -25,6 +25,7 @@
 #include "common/clock.h"
 #include "common/fs.h"
 #include "common/subprocess.h"
+#include "secrets/secrets.h"
 #include "supervisor/supervisor.h"
 #include "supervisor/supervisor_impl.h"
 
@@ -38,6 +39,7 @@ struct ShimArgs {
   std::string run_dir;
   std::string log_path;
   size_t log_max_bytes = kDefaultLogMaxBytes;
+  std::vector<std::string> mask_env;  // names of the env variables holding secrets
   std::vector<std::string> command;
   SandboxSpec sandbox;
 };
@@ -84,6 +86,14 @@ bool ParseArgs(int argc, char** argv, ShimArgs* out, std::string* error) {
         *error = arg + " needs \"SOURCE\\nTARGET\"";
         return false;
       }
+    } else if (arg == "--mask-env") {
+      size_t start = 0;
+      while (start <= value.size()) {
+        size_t comma = value.find(',', start);
+        if (comma == std::string::npos) comma = value.size();
+        if (comma > start) out->mask_env.push_back(value.substr(start, comma - start));
+        start = comma + 1;
+      }
     } else if (arg == "--log-max-bytes") {
       char* end = nullptr;
       unsigned long long n = std::strtoull(value.c_str(), &end, 10);
@@ -99,8 +109,8 @@ bool ParseArgs(int argc, char** argv, ShimArgs* out, std::string* error) {
   }
   if (out->run_dir.empty() || out->log_path.empty() || out->command.empty()) {
     *error =
-        "usage: slipway shim --run-dir DIR --log FILE [--log-max-bytes N] [--uid N --gid N --hide "
-        "DIR --bind[-ro] SRC\\nDST...] -- COMMAND...";
+        "usage: slipway shim --run-dir DIR --log FILE [--log-max-bytes N] [--mask-env A,B] "
+        "[--uid N --gid N --hide DIR --bind[-ro] SRC\\nDST...] -- COMMAND...";
     return false;
   }
   return true;
@@ -121,7 +131,12 @@ void WriteAllFd(int fd, const char* data, size_t size) {
 // The replica's log: timestamped lines, appended, rotated to "<path>.1" past a size.
 class LogWriter {
  public:
-  LogWriter(std::string path, size_t max_bytes) : path_(std::move(path)), max_bytes_(max_bytes) {}
+  // Secrets in `masker` are written as *** (a secret split across reads too).
+  LogWriter(std::string path, size_t max_bytes, std::shared_ptr<const Masker> masker)
+      : path_(std::move(path)),
+        max_bytes_(max_bytes),
+        lines_(std::move(masker), kMaxLogLineBytes,
+               [this](std::string_view line) { AddLine(line); }) {}
   ~LogWriter() {
     if (fd_ >= 0) close(fd_);
   }
@@ -136,23 +151,13 @@ class LogWriter {
 
   // Takes raw output; complete lines are written, the rest waits for more.
   void Add(const char* data, size_t size) {
-    pending_.append(data, size);
-    size_t start = 0;
-    for (size_t nl; (nl = pending_.find('\n', start)) != std::string::npos; start = nl + 1) {
-      AddLine(std::string_view(pending_).substr(start, nl - start));
-    }
-    pending_.erase(0, start);
-    while (pending_.size() >= kMaxLogLineBytes) {
-      AddLine(std::string_view(pending_).substr(0, kMaxLogLineBytes));
-      pending_.erase(0, kMaxLogLineBytes);
-    }
+    lines_.Add(std::string_view(data, size));
     Flush();
   }
 
   // Writes a last line without its newline, if any.
   void Finish() {
-    if (!pending_.empty()) AddLine(pending_);
-    pending_.clear();
+    lines_.Finish();
     Flush();
   }
 
@@ -199,9 +204,9 @@ class LogWriter {
   size_t max_bytes_;
   int fd_ = -1;
   size_t size_ = 0;
-  std::string pending_;
   std::string out_;
   RealClock clock_;
+  MaskingLineBuffer lines_;
 };
 
 std::string Join(const std::string& dir, const char* name) { return dir + "/" + name; }
@@ -290,7 +295,12 @@ int ShimMain(int argc, char** argv) {
     return 1;
   }
 
-  LogWriter log(args.log_path, args.log_max_bytes);
+  std::vector<std::string> secrets;
+  for (const auto& name : args.mask_env) {
+    if (const char* value = getenv(name.c_str())) secrets.emplace_back(value);
+  }
+  LogWriter log(args.log_path, args.log_max_bytes,
+                std::make_shared<const Masker>(std::move(secrets)));
   if (Status st = log.Open(); !st.ok()) {
     RecordShimError(run_dir, st.message());
     return 1;

@@ -140,8 +140,12 @@ Result<ReplicaHandle> Supervisor::Start(const ReplicaSpec& spec) {
       detached.argv.push_back(bind.source + "\n" + bind.target);
     }
   }
-  for (const char* arg : {"--", "/bin/sh", "-c"}) detached.argv.push_back(arg);
-  detached.argv.push_back(ShellScriptFor(spec.command));
+  if (!spec.mask_env.empty()) {
+    std::string names;
+    for (const auto& n : spec.mask_env) names += (names.empty() ? "" : ",") + n;
+    detached.argv.insert(detached.argv.end(), {"--mask-env", names});
+  }
+  detached.argv.insert(detached.argv.end(), {"--", "/bin/sh", "-c", ShellScriptFor(spec.command)});
   detached.env = spec.env;
   detached.cwd = spec.cwd;
   auto started_shim = SpawnDetached(detached);

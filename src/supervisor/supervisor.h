@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/status.h"
@@ -41,6 +42,10 @@ struct ReplicaSpec {
   std::string log_path;  // appended to
   std::string run_dir;   // created if missing; holds the shim's files
   SandboxSpec sandbox;   // the app's isolation (common/sandbox.h); disabled: none
+  // Names of variables of `env` whose values are secrets: the shim masks them as *** in
+  // the log. Only the names travel (in the shim's argv); the shim reads the values from
+  // its environment, which is the app's.
+  std::vector<std::string> mask_env;
 };
 
 struct ReplicaHandle {
@@ -82,7 +87,8 @@ class Supervisor {
   Clock& clock_;
 };
 
-// Entry point of `slipway shim --run-dir D --log F [--log-max-bytes N] -- CMD...`
+// Entry point of `slipway shim --run-dir D --log F [--log-max-bytes N] [--mask-env A,B]
+// -- CMD...`
 // (argv[0] the binary, argv[1] "shim"; an argv without "shim" is accepted too). Returns
 // the process exit code: 0 once the app's exit is recorded, 2 for bad arguments, 1 when
 // the app could not be started (reason in run_dir/shim.error). --log-max-bytes (default

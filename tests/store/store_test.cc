@@ -677,3 +677,91 @@ TEST_F(StoreTest, DiskFullIsResourceExhaustedNamingTheFile) {
 
 }  // namespace
 }  // namespace slipway
+
+namespace slipway {
+namespace {
+
+class StoreVariablesTest : public StoreTest {};
+
+VariableRecord Var(int64_t env, const std::string& service, const std::string& name,
+                   const std::string& sealed) {
+  VariableRecord v;
+  v.environment_id = env;
+  v.service = service;
+  v.name = name;
+  v.sealed_value = sealed;
+  return v;
+}
+
+TEST_F(StoreVariablesTest, MigratesAVersion3DatabaseKeepingItsRows) {
+  int64_t deployment_id = 0;
+  {
+    auto store = OpenStore();
+    ASSERT_TRUE(store);
+    ServiceRecord web = MakeService(*store, "shop", "web");
+    auto dep = store->CreateDeployment(web.id, "upload", "{}");
+    ASSERT_TRUE(dep.ok());
+    deployment_id = dep->id;
+  }
+  // Back to the shape version 3 had, rows kept, as a database of the previous slipway.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db,
+                           "DROP TABLE variables; ALTER TABLE deployments DROP COLUMN env_sealed; "
+                           "PRAGMA user_version=3",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->SchemaVersion(), 4);
+  auto dep = store->GetDeployment(deployment_id);
+  ASSERT_TRUE(dep.ok());
+  EXPECT_EQ(*store->GetDeploymentEnv(deployment_id), "");
+  ASSERT_TRUE(store->SetDeploymentEnv(deployment_id, "sealed-env").ok());
+  EXPECT_EQ(*store->GetDeploymentEnv(deployment_id), "sealed-env");
+  auto project = store->GetProject("shop");
+  auto env = store->GetEnvironment(project->id, "production");
+  ASSERT_TRUE(store->SetVariables({Var(env->id, "web", "API_KEY", "v1")}).ok());
+  EXPECT_EQ(store->ListVariables(env->id)->size(), 1u);
+}
+
+TEST_F(StoreVariablesTest, UserAndConfigRowsCoexistAndAreReplacedSeparately) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  ServiceRecord web = MakeService(*store, "shop", "web");
+  const int64_t env = web.environment_id;
+  ASSERT_TRUE(
+      store->SetVariables({Var(env, "", "REGION", "a"), Var(env, "web", "TOKEN", "b")}).ok());
+  ASSERT_TRUE(store->ReplaceConfigVariables(env, "", {Var(0, "x", "REGION", "c")}).ok());
+  // Setting again replaces the user row only.
+  ASSERT_TRUE(store->SetVariables({Var(env, "", "REGION", "d")}).ok());
+  auto rows = store->ListVariables(env);
+  ASSERT_TRUE(rows.ok());
+  ASSERT_EQ(rows->size(), 3u);
+  EXPECT_EQ((*rows)[0].name, "REGION");
+  EXPECT_EQ((*rows)[0].sealed_value, "d");
+  EXPECT_EQ((*rows)[0].source, "cli");
+  EXPECT_EQ((*rows)[1].sealed_value, "c");
+  EXPECT_EQ((*rows)[1].source, "config");
+  EXPECT_EQ((*rows)[2].service, "web");
+
+  // Unset: all or nothing, naming what is missing.
+  Status missing = store->DeleteVariables(env, "web", {"TOKEN", "NOPE"});
+  EXPECT_EQ(missing.code(), StatusCode::kNotFound);
+  EXPECT_EQ(missing.message(), "no variable NOPE is set for service \"web\"");
+  EXPECT_EQ(store->ListVariables(env)->size(), 3u);
+  ASSERT_TRUE(store->DeleteVariables(env, "web", {"TOKEN"}).ok());
+  ASSERT_TRUE(store->DeleteVariables(env, "", {"REGION"}).ok());
+  rows = store->ListVariables(env);
+  ASSERT_EQ(rows->size(), 1u);
+  EXPECT_EQ((*rows)[0].source, "config");  // config rows go only with the config
+  ASSERT_TRUE(store->ReplaceConfigVariables(env, "", {}).ok());
+  EXPECT_TRUE(store->ListVariables(env)->empty());
+}
+
+}  // namespace
+}  // namespace slipway
