@@ -49,7 +49,7 @@ struct ServiceConfig {
   // "web" (listens on $PORT, routed), "worker" (no port, no route), "cron" (runs on
   // `cron_schedule`). Workers and cron jobs run from issue 6 on.
   std::string type = "web";
-  std::string cron_schedule;  // 5-field cron expression in UTC, for type "cron"
+  std::string cron_schedule;         // 5-field cron expression in UTC, for type "cron"
   std::string root_directory = ".";  // relative to the project directory; no ".." escapes
   std::string builder;               // "" (detect), "python", "node", "static", "command"
   std::string build_command;         // shell command run after the builder's own steps
@@ -74,7 +74,7 @@ struct ServiceConfig {
   std::vector<RouteRule> redirects;
   std::vector<HeaderRule> headers;
   bool clean_urls = false;
-  std::string trailing_slash;  // "" (leave), "add", "remove"
+  std::string trailing_slash;    // "" (leave), "add", "remove"
   std::string procfile_release;  // Procfile `release:` command, if any
   // Runs once per deploy in the new release, before the switch; "" : the Procfile's
   // release: command, if any.

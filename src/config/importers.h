@@ -14,17 +14,18 @@
 //
 // Thread-safety: pure functions.
 
+#include <yaml-cpp/yaml.h>
+
 #include <string>
 #include <string_view>
-
-#include <yaml-cpp/yaml.h>
 
 #include "common/status.h"
 #include "config/config.h"
 
 namespace slipway {
 
-Result<ProjectConfig> ImportRailway(std::string_view text, const std::string& filename);  // .json/.toml
+Result<ProjectConfig> ImportRailway(std::string_view text,
+                                    const std::string& filename);  // .json/.toml
 Result<ProjectConfig> ImportRender(std::string_view text, const std::string& filename);
 Result<ProjectConfig> ImportVercel(std::string_view text, const std::string& filename);
 Result<ProjectConfig> ImportAppJson(std::string_view text, const std::string& filename);

@@ -236,9 +236,8 @@ class DeployEngine::Impl {
     // rather than deploy them as web services that never open a port.
     std::erase_if(chosen, [&](const ServiceConfig* s) {
       if (s->type == "web") return false;
-      config.warnings.push_back("service \"" + s->name + "\" (" + s->type +
-                                ") is not deployed: " + s->type +
-                                " services are not run by this version of Slipway yet");
+      config.warnings.push_back("service \"" + s->name + "\" (" + s->type + ") is not deployed: " +
+                                s->type + " services are not run by this version of Slipway yet");
       return true;
     });
     if (chosen.empty()) {
