@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -148,7 +149,13 @@ int Up(const UpOptions& opts) {
   auto accepted = client->Post(target, *packed, "application/gzip", 600'000);
   if (!accepted.ok()) return PrintError(accepted.status());
   for (const auto& w : (*accepted)["warnings"]) {
-    std::fprintf(stderr, "warning: %s\n", w.get<std::string>().c_str());
+    // The config's own warnings were printed above, when it was read here.
+    const std::string text = w.get<std::string>();
+    if (std::find(config->warnings.begin(), config->warnings.end(), text) !=
+        config->warnings.end()) {
+      continue;
+    }
+    std::fprintf(stderr, "warning: %s\n", text.c_str());
   }
   const json& deployments = (*accepted)["deployments"];
   if (opts.detach) {

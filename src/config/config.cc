@@ -949,12 +949,13 @@ Result<std::string> ReadConfigFile(const std::string& dir, const std::string& na
 
 // Fills the Procfile's commands into `config`'s services: web (start command of the
 // first web service that has none) and release; other process types become worker
-// services unless the config already has a service of that name.
+// services unless the config already has a service of that name. With app.json, a new
+// worker gets the config vars app.json gave the web service (Heroku's config vars are
+// the app's, not one process type's).
 void MergeProcfile(const std::vector<std::pair<std::string, std::string>>& processes,
                    ProjectConfig& config) {
+  const bool with_app_json = !config.sources.empty() && config.sources[0] == "app.json";
   for (const auto& [type, command] : processes) {
-    auto same_name = std::find_if(config.services.begin(), config.services.end(),
-                                  [&](const ServiceConfig& s) { return s.name == type; });
     if (type == "web" || type == "release") {
       if (config.services.empty()) config.services.emplace_back();
       ServiceConfig& web = config.services.front();
@@ -965,18 +966,56 @@ void MergeProcfile(const std::vector<std::pair<std::string, std::string>>& proce
         web.start_command = command;
         config.origins["services." + web.name + ".startCommand"] = "Procfile";
       }
-    } else if (same_name == config.services.end()) {
+      continue;
+    }
+    std::string name = SanitizeName(type);
+    if (name.empty()) name = "worker";
+    if (name != type) {
+      config.warnings.push_back("Procfile: process type " + Quote(type) +
+                                " is not a DNS label; its service is named " + Quote(name));
+    }
+    auto same_name = std::find_if(config.services.begin(), config.services.end(),
+                                  [&](const ServiceConfig& s) { return s.name == name; });
+    if (same_name == config.services.end()) {
       ServiceConfig worker;
-      worker.name = type;
+      worker.name = name;
       worker.type = "worker";
       worker.start_command = command;
-      config.origins["services." + type + ".startCommand"] = "Procfile";
+      config.origins["services." + name + ".startCommand"] = "Procfile";
+      if (with_app_json && !config.services.empty()) {
+        const ServiceConfig& web = config.services.front();
+        worker.variables = web.variables;
+        worker.required_variables = web.required_variables;
+        const std::string from = "services." + web.name + ".", to = "services." + name + ".";
+        std::vector<std::pair<std::string, std::string>> copied;
+        for (const auto& [key, where] : config.origins) {
+          if (key.rfind(from + "variables.", 0) == 0 ||
+              key.rfind(from + "requiredVariables.", 0) == 0) {
+            copied.emplace_back(to + key.substr(from.size()), where);
+          }
+        }
+        for (auto& [key, where] : copied) config.origins[key] = where;
+      }
       config.services.push_back(std::move(worker));
     } else if (same_name->start_command.empty()) {
       same_name->start_command = command;
-      config.origins["services." + type + ".startCommand"] = "Procfile";
+      config.origins["services." + name + ".startCommand"] = "Procfile";
     }
   }
+}
+
+// app.json's formation may name process types the Procfile does not define; without a
+// command there is nothing to run (web alone falls back to detection).
+void DropWorkersWithoutCommand(ProjectConfig& config) {
+  std::erase_if(config.services, [&](const ServiceConfig& s) {
+    if (s.type == "web" || !s.start_command.empty()) return false;
+    std::string where = config.origins.count("services." + s.name + ".numReplicas")
+                            ? config.origins["services." + s.name + ".numReplicas"]
+                            : config.source;
+    config.warnings.push_back(where + ": process type " + Quote(s.name) +
+                              " has no command in a Procfile and is not run");
+    return true;
+  });
 }
 
 }  // namespace
@@ -1028,6 +1067,7 @@ Result<ProjectConfig> LoadProjectConfig(const std::string& dir, const std::strin
   if (config.sources.empty()) config.sources.push_back("detected");
   if (config.services.empty()) config.services.emplace_back();
   config.source = config.sources[0];
+  if (config.source == "app.json") DropWorkersWithoutCommand(config);
 
   for (const ServiceConfig& service : config.services) {
     std::string where = config.origins.count("services." + service.name + ".rootDirectory")
