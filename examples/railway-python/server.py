@@ -10,12 +10,11 @@ import os
 import signal
 import threading
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def migrated():
     try:
-        with open(os.path.join(HERE, "migrated.txt")) as f:
+        with open(os.path.join(os.environ["HOME"], "migrated.txt")) as f:
             return f.read().strip()
     except OSError:
         return ""

@@ -32,6 +32,33 @@ void FdLink(int fd, char* out) {
 
 }  // namespace
 
+Status PrepareOverlayScratch(const std::string& lower, const std::string& scratch, uid_t uid,
+                             gid_t gid) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::remove_all(scratch, ec);
+  for (const std::string& dir : {scratch + "/upper", scratch + "/work"}) {
+    fs::create_directories(dir, ec);
+    if (ec) return ErrnoStatus("cannot create " + dir, ec.value());
+  }
+  auto own = [&](const std::string& dir) -> Status {
+    if (chown(dir.c_str(), uid, gid) != 0) return ErrnoStatus("cannot chown " + dir, errno);
+    return Status::Ok();
+  };
+  RETURN_IF_ERROR(own(scratch + "/upper"));
+  for (auto it = fs::recursive_directory_iterator(lower, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    if (!it->is_directory(ec) || it->is_symlink(ec)) continue;
+    const std::string dir = scratch + "/upper/" + fs::relative(it->path(), lower).string();
+    if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+      return ErrnoStatus("cannot create " + dir, errno);
+    }
+    RETURN_IF_ERROR(own(dir));
+  }
+  if (ec) return ErrnoStatus("cannot read " + lower, ec.value());
+  return Status::Ok();
+}
+
 bool SandboxSupported() { return geteuid() == 0; }
 
 std::string SandboxHideDir(const std::string& home) {
@@ -63,6 +90,18 @@ Result<PreparedSandbox> PreparedSandbox::Prepare(const SandboxSpec& spec) {
     m.source = bind.source;
     m.target = std::filesystem::path(bind.target).lexically_normal().string();
     m.read_only = bind.read_only;
+    if (!bind.overlay_scratch.empty()) {
+      for (const std::string& path : {bind.source, bind.overlay_scratch}) {
+        if (path.find_first_of(",:\\") != std::string::npos) {
+          return InvalidArgument("sandbox: cannot overlay " + path +
+                                 ": the path holds a ',', ':' or '\\'");
+        }
+      }
+      RETURN_IF_ERROR(
+          PrepareOverlayScratch(bind.source, bind.overlay_scratch, spec.uid, spec.gid));
+      m.overlay_options = "lowerdir=" + bind.source + ",upperdir=" + bind.overlay_scratch +
+                          "/upper,workdir=" + bind.overlay_scratch + "/work";
+    }
     out.mounts_.push_back(std::move(m));
     // Every directory from below `hide` down to the target, once each, parents first.
     auto rel = std::filesystem::path(out.mounts_.back().target).lexically_relative(hide);
@@ -117,6 +156,12 @@ int PreparedSandbox::Enter(const char** step) const {
   // The sources are opened in the new namespace (a descriptor from the old one cannot be
   // bound) before the tmpfs covers them, and bound through /proc/self/fd afterwards.
   for (const Mount& m : mounts_) {
+    // An overlay goes over the source itself first; the descriptor then holds the overlay.
+    if (!m.overlay_options.empty() &&
+        mount("overlay", m.source.c_str(), "overlay", MS_NOSUID | MS_NODEV,
+              m.overlay_options.c_str()) != 0) {
+      return fail("mount the release's overlay");
+    }
     m.fd = open(m.source.c_str(), O_PATH | O_CLOEXEC);
     if (m.fd < 0) return fail("open a directory to bind");
     FdLink(m.fd, m.link);

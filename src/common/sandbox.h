@@ -7,7 +7,8 @@
 //   - `hide` (the data dir, or its highest ancestor other users cannot enter) is covered
 //     by an empty tmpfs, so the database, the key file, the logs and every other app's
 //     release are not there at all;
-//   - `binds` put back what the app needs at the same paths: its release (read-only)
+//   - `binds` put back what the app needs at the same paths: its release (through an
+//     overlay: writable for the app, changes thrown away, the release itself untouched)
 //     and its writable data directory; /tmp can be bound to a private directory;
 //   - then it drops to `uid`/`gid` with no supplementary groups, so it can neither undo
 //     the mounts nor read another app's /proc/<pid>/environ.
@@ -33,6 +34,11 @@ struct SandboxSpec {
     std::string source;  // absolute; may lie under `hide` (opened before it is covered)
     std::string target;  // absolute; directories under `hide` are created as needed
     bool read_only = false;
+    // Non-empty: `source` is seen through an overlay whose writes go to
+    // <overlay_scratch>/upper (emptied and made by Prepare, see PrepareOverlayScratch)
+    // and are thrown away with it.
+    // The app can create, replace and delete files; the release never changes.
+    std::string overlay_scratch;
   };
   std::vector<Bind> binds;
 
@@ -46,6 +52,13 @@ bool SandboxSupported();
 // cannot enter (no o+x), else `home` itself. So a data dir under /root is reachable by
 // nobody but the apps, each seeing only its own release.
 std::string SandboxHideDir(const std::string& home);
+
+// Makes <scratch>/upper and <scratch>/work for an overlay over `lower`: every directory
+// of `lower` is mirrored in upper, owned by uid:gid, so the app may create files anywhere
+// in its release view (the files it did not write stay the platform's: replaceable, not
+// writable in place).
+Status PrepareOverlayScratch(const std::string& lower, const std::string& scratch, uid_t uid,
+                             gid_t gid);
 
 // The spec laid out for a child: sources checked, the directories to create listed.
 class PreparedSandbox {
@@ -74,6 +87,7 @@ class PreparedSandbox {
     std::string target;
     bool read_only = false;
     bool under_hide = false;
+    std::string overlay_options;  // "lowerdir=...,upperdir=...,workdir=..." or ""
   };
   std::vector<Mount> mounts_;
 };

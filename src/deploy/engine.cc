@@ -440,7 +440,8 @@ class DeployEngine::Impl {
   // The sandbox of the service's processes: its own uid/gid, the data dir hidden but for
   // its release (read-only) and its own writable data dir; /tmp private. Disabled when
   // the engine does not isolate.
-  Result<SandboxSpec> SandboxFor(const LiveDeployment& ld) {
+  // `scratch`: where the process's writes to its release view go (thrown away).
+  Result<SandboxSpec> SandboxFor(const LiveDeployment& ld, const std::string& scratch) {
     SandboxSpec spec;
     if (!isolate_) return spec;
     spec.uid = static_cast<uid_t>(kAppIdBase + ld.service_id);
@@ -454,11 +455,11 @@ class DeployEngine::Impl {
       }
     }
     const std::string release = std::filesystem::path(ld.manifest.app_dir).parent_path().string();
-    spec.binds.push_back({release, release, /*read_only=*/true});
-    spec.binds.push_back({data, data, false});
+    spec.binds.push_back({release, release, /*read_only=*/false, scratch});
+    spec.binds.push_back({data, data, false, ""});
     // A private /tmp, unless the data dir itself lives under /tmp (tests): covering /tmp
     // would cover the release too. TMPDIR points at it either way.
-    if (hide_dir_.rfind("/tmp/", 0) != 0) spec.binds.push_back({data + "/tmp", "/tmp", false});
+    if (hide_dir_.rfind("/tmp/", 0) != 0) spec.binds.push_back({data + "/tmp", "/tmp", false, ""});
     return spec;
   }
 
@@ -571,12 +572,12 @@ class DeployEngine::Impl {
     r.spec.command = ld.manifest.start_command;
     r.spec.cwd = ld.manifest.app_dir;
     r.spec.env = AppEnv(ld, port, index);
-    ASSIGN_OR_RETURN(r.spec.sandbox, SandboxFor(ld));
     r.spec.mask_env.assign(ld.env.secret.begin(), ld.env.secret.end());
     r.spec.log_path = ReplicaLogPath(ld.id, index);
     r.spec.run_dir =
         options_.home + "/run/d" + std::to_string(ld.id) + "-r" + std::to_string(index);
     (void)RemoveTree(r.spec.run_dir);  // files of an earlier attempt at this index
+    ASSIGN_OR_RETURN(r.spec.sandbox, SandboxFor(ld, r.spec.run_dir + "/scratch"));
     ASSIGN_OR_RETURN(r.handle, supervisor_.Start(r.spec));
     r.state = "starting";
     ReplicaRecord rec;
@@ -657,7 +658,12 @@ class DeployEngine::Impl {
     spawn.env.erase("SLIPWAY_DEPLOYMENT_ID");
     auto mask = LineMasker(ld.has_env ? std::optional<ResolvedVariables>(ld.env) : std::nullopt);
     spawn.cwd = ld.manifest.app_dir;
-    ASSIGN_OR_RETURN(spawn.sandbox, SandboxFor(ld));
+    const std::string scratch = options_.home + "/run/predeploy-" + std::to_string(ld.id);
+    ASSIGN_OR_RETURN(spawn.sandbox, SandboxFor(ld, scratch));
+    struct RemoveScratch {
+      std::string dir;
+      ~RemoveScratch() { (void)RemoveTree(dir); }
+    } remove_scratch{scratch};
     RunOptions run;
     run.timeout = std::chrono::minutes(30);
     run.cancelled = [this] { return stopping_.load(); };
@@ -1495,7 +1501,9 @@ class DeployEngine::Impl {
       r.spec.run_dir = rec.run_dir;
       r.spec.command = ld.manifest.start_command;
       r.spec.cwd = ld.manifest.app_dir;
-      if (auto sandbox = SandboxFor(ld); sandbox.ok()) r.spec.sandbox = *sandbox;
+      if (auto sandbox = SandboxFor(ld, rec.run_dir + "/scratch"); sandbox.ok()) {
+        r.spec.sandbox = *sandbox;
+      }
       r.restarts = rec.restarts;
       r.state = rec.state == "running" ? "running" : "starting";
       have.insert(rec.index);

@@ -44,11 +44,15 @@ struct ShimArgs {
   SandboxSpec sandbox;
 };
 
-// --bind and --bind-ro take "SOURCE\nTARGET" (paths hold no newline: the engine makes them).
+// --bind and --bind-ro take "SOURCE\nTARGET[\nOVERLAY_SCRATCH]" (paths hold no newline:
+// the supervisor checks).
 bool ParseBind(const std::string& value, bool read_only, ShimArgs* out) {
   size_t nl = value.find('\n');
   if (nl == std::string::npos) return false;
-  out->sandbox.binds.push_back({value.substr(0, nl), value.substr(nl + 1), read_only});
+  size_t nl2 = value.find('\n', nl + 1);
+  SandboxSpec::Bind bind{value.substr(0, nl), value.substr(nl + 1, nl2 - nl - 1), read_only, ""};
+  if (nl2 != std::string::npos) bind.overlay_scratch = value.substr(nl2 + 1);
+  out->sandbox.binds.push_back(std::move(bind));
   return true;
 }
 

@@ -132,12 +132,12 @@ Result<ReplicaHandle> Supervisor::Start(const ReplicaSpec& spec) {
       detached.argv.push_back(flag);
     }
     for (const SandboxSpec::Bind& bind : sb.binds) {
-      if (bind.source.find('\n') != std::string::npos ||
-          bind.target.find('\n') != std::string::npos) {
+      if ((bind.source + bind.target + bind.overlay_scratch).find('\n') != std::string::npos) {
         return InvalidArgument("cannot isolate the replica: a path holds a newline");
       }
       detached.argv.push_back(bind.read_only ? "--bind-ro" : "--bind");
-      detached.argv.push_back(bind.source + "\n" + bind.target);
+      detached.argv.push_back(bind.source + "\n" + bind.target +
+                              (bind.overlay_scratch.empty() ? "" : "\n" + bind.overlay_scratch));
     }
   }
   if (!spec.mask_env.empty()) {

@@ -42,8 +42,9 @@ class SandboxTest : public ::testing::Test {
     o.sandbox.uid = kUid;
     o.sandbox.gid = kUid;
     o.sandbox.hide = SandboxHideDir(home_);
-    o.sandbox.binds = {{home_ + "/releases/1", home_ + "/releases/1", true},
-                       {home_ + "/appdata/1", home_ + "/appdata/1", false}};
+    o.sandbox.binds = {
+        {home_ + "/releases/1", home_ + "/releases/1", false, home_ + "/run/scratch"},
+        {home_ + "/appdata/1", home_ + "/appdata/1", false, ""}};
     std::string out;
     RunOptions run;
     run.on_line = [&](std::string_view line) { out += std::string(line) + "\n"; };
@@ -62,6 +63,9 @@ TEST_F(SandboxTest, AppSeesOnlyItsReleaseAndDataDir) {
   std::string out = Run("id -u; id -G; pwd; cat main.py; echo; ls $H; ls $H/releases", &code);
   EXPECT_EQ(code, 0) << out;
   EXPECT_EQ(out, "3999001\n3999001\n" + home_ + "/releases/1/app\nmine\nappdata\nreleases\n1\n");
+  // The scratch of its writes is hidden too.
+  EXPECT_NE(Run("ls $H/run", &code), "scratch\n");
+  EXPECT_NE(code, 0);
 
   EXPECT_NE(Run("cat $H/state.db", &code), "the platform's state\n");
   EXPECT_NE(code, 0);
@@ -69,17 +73,34 @@ TEST_F(SandboxTest, AppSeesOnlyItsReleaseAndDataDir) {
   EXPECT_NE(code, 0);
 }
 
-TEST_F(SandboxTest, ReleaseIsReadOnlyDataDirIsWritable) {
-  // Writable by anyone on the host: only the read-only mount keeps the app out.
-  chmod((home_ + "/releases/1/app/main.py").c_str(), 0666);
+TEST_F(SandboxTest, AppWritesToItsReleaseViewButTheReleaseNeverChanges) {
   int code = -1;
-  std::string out = Run("echo changed > main.py", &code);
+  std::string out = Run(
+      "echo new > made.txt && mkdir -p cache/x && echo c > cache/x/f && rm main.py && "
+      "echo mine-again > main.py && cat made.txt main.py cache/x/f",
+      &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_EQ(out, "new\nmine-again\nc\n");
+  // On the host the release is as deployed.
+  std::ifstream main(home_ + "/releases/1/app/main.py");
+  std::string line;
+  std::getline(main, line);
+  EXPECT_EQ(line, "mine");
+  EXPECT_FALSE(std::filesystem::exists(home_ + "/releases/1/app/made.txt"));
+  // A file the platform deployed cannot be changed in place (only replaced).
+  out = Run("echo more >> main.py", &code);
+  EXPECT_NE(code, 0) << out;
+  // The next process starts from the release again.
+  out = Run("cat main.py; echo; ls made.txt", &code);
+  EXPECT_EQ(out.substr(0, 5), "mine\n");
   EXPECT_NE(code, 0);
-  EXPECT_NE(out.find("Read-only file system"), std::string::npos) << out;
-  out = Run("echo kept > $H/appdata/1/notes && cat $H/appdata/1/notes", &code);
+}
+
+TEST_F(SandboxTest, DataDirIsWritableAndKept) {
+  int code = -1;
+  std::string out = Run("echo kept > $H/appdata/1/notes && cat $H/appdata/1/notes", &code);
   EXPECT_EQ(code, 0) << out;
   EXPECT_EQ(out, "kept\n");
-  // What the app wrote is on the host, in its data dir.
   std::ifstream notes(home_ + "/appdata/1/notes");
   std::string line;
   std::getline(notes, line);
