@@ -15,6 +15,11 @@
 //   POST /v1/projects/P/domains?service=S&env=E   {"host", "cert", "key", "acme"}
 //   GET  /v1/projects/P/domains?env=E
 //   DELETE /v1/domains/HOST
+//   GET  /v1/projects/P/environments              each environment, its services and URLs
+//   POST /v1/projects/P/environments              {"name", "from"}: a new environment
+//   DELETE /v1/projects/P/environments/E          stops, removes (not "production")
+//   POST /v1/projects/P/run?service=S&env=E       {"argv", "timeout_seconds"}: a one-off
+//                                                 command; streamed run-stream frames
 //   GET  /v1/metrics, /v1/certs                   per-route edge metrics; TLS certificates
 //
 // Errors are {"error": "<one actionable line>", "code": "NOT_FOUND"} with the HTTP
