@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <condition_variable>
+#include <csignal>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -23,6 +25,7 @@
 #include "common/archive.h"
 #include "common/fs.h"
 #include "common/names.h"
+#include "common/run_stream.h"
 
 namespace slipway {
 
@@ -322,6 +325,11 @@ class ApiServerImpl final : public ApiServer {
         }
         return;
       }
+      const auto& s = t.segments;
+      if (parser.get().method() == http::verb::post && s.size() == 4 && s[0] == "v1" &&
+          s[1] == "projects" && s[3] == "run") {
+        return HandleRun(ioc, stream, s[2], t, parser.get().body());
+      }
       reply = Route(parser.get().method(), t, parser.get().body());
     }
     // Secret values never leave in an answer unless a variables listing asked to reveal.
@@ -410,6 +418,7 @@ class ApiServerImpl final : public ApiServer {
     out["project"] = accepted->project;
     out["environment"] = request.environment;
     out["warnings"] = accepted->warnings;
+    out["unchanged"] = accepted->unchanged;
     out["deployments"] = json::array();
     for (size_t i = 0; i < accepted->deployments.size(); ++i) {
       const auto& dep = accepted->deployments[i];
@@ -436,6 +445,14 @@ class ApiServerImpl final : public ApiServer {
     if (s.size() == 3 && s[1] == "domains" && method == http::verb::delete_) {
       return RemoveDomain(s[2]);
     }
+    if (s.size() == 4 && s[1] == "projects" && s[3] == "environments") {
+      if (method == http::verb::get) return ListEnvironments(s[2]);
+      if (method == http::verb::post) return CreateEnvironment(s[2], body);
+    }
+    if (s.size() == 5 && s[1] == "projects" && s[3] == "environments" &&
+        method == http::verb::delete_) {
+      return DeleteEnvironment(s[2], s[4]);
+    }
     if (s.size() == 4 && s[1] == "projects" && method == http::verb::post) {
       if (s[3] == "rollback") return Rollback(s[2], t, body);
       if (s[3] == "scale") return Scale(s[2], t, body);
@@ -460,6 +477,180 @@ class ApiServerImpl final : public ApiServer {
   }
 
   // ---- handlers ---------------------------------------------------------------
+
+  // GET /v1/projects/<p>/environments: each environment with its services and URLs.
+  Reply ListEnvironments(const std::string& project_name) {
+    auto project = store_.GetProject(project_name);
+    if (!project.ok()) return Error(NotDeployed(project_name, project.status()));
+    auto envs = store_.ListEnvironments(project->id);
+    if (!envs.ok()) return Error(envs.status());
+    json out = json::array();
+    for (const auto& env : *envs) {
+      auto services = ServicesJson(project_name, env.name);
+      if (!services.ok()) return Error(services.status());
+      out.push_back({{"name", env.name}, {"created_at", env.created_at}, {"services", *services}});
+    }
+    return Reply{200, json{{"project", project_name}, {"environments", out}}};
+  }
+
+  // POST /v1/projects/<p>/environments {"name": "staging", "from": "production"}.
+  Reply CreateEnvironment(const std::string& project, const std::string& body) {
+    json req = json::parse(body, nullptr, false);
+    if (req.is_discarded() || !req.is_object() || !req.contains("name") ||
+        !req["name"].is_string() || (req.contains("from") && !req["from"].is_string())) {
+      return Error(
+          InvalidArgument("expected a JSON object with a \"name\" and an optional \"from\""));
+    }
+    auto env =
+        engine_.CreateEnvironment(project, req["name"].get<std::string>(), req.value("from", ""));
+    if (!env.ok()) return Error(env.status());
+    auto services = ServicesJson(project, env->name);
+    return Reply{201, json{{"project", project},
+                           {"name", env->name},
+                           {"services", services.ok() ? *services : json::array()}}};
+  }
+
+  // DELETE /v1/projects/<p>/environments/<e>: answers once its replicas are stopped.
+  Reply DeleteEnvironment(const std::string& project, const std::string& environment) {
+    if (Status st = engine_.DeleteEnvironment(project, environment); !st.ok()) return Error(st);
+    return Reply{200, json{{"project", project}, {"deleted", environment}}};
+  }
+
+  // POST /v1/projects/<p>/run?service=S&env=E {"argv": [...], "timeout_seconds": N}.
+  // Errors before the command starts are ordinary JSON errors. Once it runs, the answer
+  // is 200 with a chunked body of run-stream frames (common/run_stream.h): the output
+  // as it comes, then the exit code. The command's process group is killed when the
+  // client goes away, and when the timeout passes (an "e" frame says so).
+  void HandleRun(asio::io_context& ioc, beast::tcp_stream& stream, const std::string& project,
+                 const ParsedTarget& t, const std::string& body) {
+    json req = json::parse(body, nullptr, false);
+    bool valid = !req.is_discarded() && req.is_object() && req.contains("argv") &&
+                 req["argv"].is_array() && !req["argv"].empty() &&
+                 (!req.contains("timeout_seconds") || req["timeout_seconds"].is_number_integer());
+    RunRequest run;
+    if (valid) {
+      for (const auto& a : req["argv"]) {
+        if (!a.is_string()) valid = false;
+        if (a.is_string()) run.argv.push_back(a.get<std::string>());
+      }
+    }
+    if (!valid) {
+      Reply r = Error(InvalidArgument(
+          "expected a JSON object with \"argv\" (a non-empty array of strings) and an optional "
+          "integer \"timeout_seconds\""));
+      return Send(ioc, stream, r.status, r.body, false);
+    }
+    const int64_t timeout_seconds =
+        std::clamp<int64_t>(req.value("timeout_seconds", 3600), 1, 7 * 24 * 3600);
+    auto svc = ResolveService(project, t);
+    if (!svc.ok()) {
+      Reply r = Error(svc.status());
+      return Send(ioc, stream, r.status, r.body, false);
+    }
+    run.project = project;
+    run.environment = t.Get("env", "production");
+    run.service = svc->name;
+    auto started = engine_.StartRun(run);
+    if (!started.ok()) {
+      Reply r = Error(started.status());
+      return Send(ioc, stream, r.status, r.body, false);
+    }
+    StreamRun(stream, **started, std::chrono::seconds(timeout_seconds));
+  }
+
+  void StreamRun(beast::tcp_stream& stream, Process& process, std::chrono::seconds timeout) {
+    auto& socket = stream.socket();
+    beast::error_code ec;
+    http::response<http::empty_body> res{http::status::ok, 11};
+    res.set(http::field::content_type, "application/vnd.slipway.run-stream");
+    res.set(http::field::server, "slipway");
+    res.set(http::field::cache_control, "no-store");
+    res.chunked(true);
+    res.keep_alive(false);
+    http::response_serializer<http::empty_body> serializer{res};
+    http::write_header(socket, serializer, ec);
+    bool client_gone = static_cast<bool>(ec);
+    auto send = [&](const std::string& frame) {
+      if (client_gone || frame.empty()) return;
+      asio::write(socket, http::make_chunk(asio::buffer(frame)), ec);
+      if (ec) client_gone = true;
+    };
+    // Output goes out line by line, secrets masked, a partial line once the command is
+    // quiet for a moment or the line grows long.
+    const std::shared_ptr<const Masker> masker = engine_.SecretMasker();
+    std::string pending;
+    auto flush = [&](bool partial_too) {
+      size_t end = pending.size();
+      if (!partial_too) {
+        end = pending.rfind('\n');
+        if (end == std::string::npos) return;
+        end += 1;
+      }
+      if (end == 0) return;
+      send(EncodeRunOutput(masker ? masker->Mask(pending.substr(0, end)) : pending.substr(0, end)));
+      pending.erase(0, end);
+    };
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    const int out_fd = process.output_fd();
+    bool output_open = out_fd >= 0;
+    bool timed_out = false;
+    int exit_code = -1;
+    char buf[16384];
+    while (true) {
+      pollfd fds[2] = {{out_fd, POLLIN, 0}, {socket.native_handle(), POLLIN | POLLRDHUP, 0}};
+      int n = poll(output_open ? fds : fds + 1, output_open ? 2 : 1, 100);
+      if (n < 0 && errno != EINTR) break;
+      // The client sends nothing after its request: anything readable is its going away.
+      if (fds[1].revents != 0) client_gone = true;
+      if (output_open && (fds[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+        ssize_t got = read(out_fd, buf, sizeof(buf));
+        if (got > 0) {
+          pending.append(buf, static_cast<size_t>(got));
+          flush(pending.size() > 16384);
+          continue;
+        }
+        if (got == 0 || errno != EINTR) output_open = false;
+      }
+      flush(true);
+      if (client_gone || stopping_.load()) break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        timed_out = true;
+        break;
+      }
+      if (process.TryWait(&exit_code)) {
+        // Whatever the command printed last is still in the pipe; background children
+        // holding it open do not keep the run going.
+        while (output_open) {
+          pollfd last{out_fd, POLLIN, 0};
+          if (poll(&last, 1, 50) <= 0) break;
+          ssize_t got = read(out_fd, buf, sizeof(buf));
+          if (got <= 0) break;
+          pending.append(buf, static_cast<size_t>(got));
+        }
+        flush(true);
+        process.Signal(SIGKILL);  // leftovers of its group
+        break;
+      }
+    }
+    if (exit_code == -1 || timed_out || client_gone) {
+      process.Signal(SIGTERM);
+      for (int i = 0; i < 50 && !process.TryWait(&exit_code); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      process.Signal(SIGKILL);
+      exit_code = process.Wait();
+    }
+    if (timed_out) {
+      send(EncodeRunError("the command ran past its timeout of " + std::to_string(timeout.count()) +
+                          "s and was killed"));
+    } else if (stopping_.load()) {
+      send(EncodeRunError("the Slipway daemon is stopping; the command was killed"));
+    } else {
+      send(EncodeRunExit(exit_code));
+    }
+    if (!client_gone) asio::write(socket, http::make_chunk_last(), ec);
+    socket.shutdown(tcp::socket::shutdown_send, ec);
+  }
 
   // POST /v1/projects/<p>/rollback?service=S&env=E  {"to": 12} (optional): 202 with the
   // new deployment, which the CLI follows like a deploy.
@@ -651,7 +842,17 @@ class ApiServerImpl final : public ApiServer {
     json out = json::array();
     for (const auto& p : *projects) {
       auto services = ServicesJson(p.name, "production");
-      out.push_back({{"name", p.name}, {"services", services.ok() ? *services : json::array()}});
+      json environments = json::array();
+      if (auto envs = store_.ListEnvironments(p.id); envs.ok()) {
+        for (const auto& env : *envs) {
+          auto env_services = ServicesJson(p.name, env.name);
+          environments.push_back({{"name", env.name},
+                                  {"services", env_services.ok() ? *env_services : json::array()}});
+        }
+      }
+      out.push_back({{"name", p.name},
+                     {"services", services.ok() ? *services : json::array()},
+                     {"environments", environments}});
     }
     return Reply{200, json{{"projects", out}}};
   }

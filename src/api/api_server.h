@@ -16,6 +16,11 @@
 //   GET  /v1/projects/P/domains?env=E
 //   DELETE /v1/domains/HOST
 //   GET|PUT|DELETE /v1/projects/P/variables?env=E&service=S|shared=1  (docs/variables.md)
+//   GET  /v1/projects/P/environments              each environment, its services and URLs
+//   POST /v1/projects/P/environments              {"name", "from"}: a new environment
+//   DELETE /v1/projects/P/environments/E          stops, removes (not "production")
+//   POST /v1/projects/P/run?service=S&env=E       {"argv", "timeout_seconds"}: a one-off
+//                                                 command; streamed run-stream frames
 //   GET  /v1/metrics, /v1/certs                   per-route edge metrics; TLS certificates
 //
 // Every secret value in an answer is replaced by *** (except variables listed with

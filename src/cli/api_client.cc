@@ -1,5 +1,10 @@
 #include "cli/api_client.h"
 
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <cstdlib>
 
 #include "common/fs.h"
@@ -91,7 +96,17 @@ Result<nlohmann::json> ApiClient::Call(const std::string& method, const std::str
     return Unavailable("cannot reach the Slipway daemon at " + url_ +
                        " (is `slipway server` running? set SLIPWAY_URL if it runs elsewhere)");
   }
-  if (res->status == 401) {
+  if (res->status >= 400) return ErrorOf(res->status, res->body);
+  nlohmann::json body_json = nlohmann::json::parse(res->body, nullptr, false);
+  if (body_json.is_discarded()) {
+    return Internal("the daemon at " + url_ + " answered HTTP " + std::to_string(res->status) +
+                    " with something that is not JSON");
+  }
+  return body_json;
+}
+
+Status ApiClient::ErrorOf(int http_status, const std::string& body) const {
+  if (http_status == 401) {
     if (token_.empty()) {
       return Unauthenticated("no API token: " + token_source_ +
                              " does not exist; set SLIPWAY_TOKEN to the daemon's token");
@@ -99,22 +114,69 @@ Result<nlohmann::json> ApiClient::Call(const std::string& method, const std::str
     return Unauthenticated("the Slipway daemon at " + url_ + " refused the API token from " +
                            token_source_ + "; use the token in the daemon's data dir");
   }
-  nlohmann::json body_json = nlohmann::json::parse(res->body, nullptr, false);
+  nlohmann::json body_json = nlohmann::json::parse(body, nullptr, false);
   if (body_json.is_discarded()) {
-    return Internal("the daemon at " + url_ + " answered HTTP " + std::to_string(res->status) +
+    return Internal("the daemon at " + url_ + " answered HTTP " + std::to_string(http_status) +
                     " with something that is not JSON");
   }
-  if (res->status >= 400) {
-    std::string message = body_json.value("error", "HTTP " + std::to_string(res->status));
-    StatusCode code = StatusCode::kInternal;
-    std::string code_name = body_json.value("code", "");
-    for (int c = 0; c <= static_cast<int>(StatusCode::kInternal); ++c) {
-      if (code_name == StatusCodeName(static_cast<StatusCode>(c)))
-        code = static_cast<StatusCode>(c);
-    }
-    return Status(code, message);
+  std::string message = body_json.value("error", "HTTP " + std::to_string(http_status));
+  StatusCode code = StatusCode::kInternal;
+  std::string code_name = body_json.value("code", "");
+  for (int c = 0; c <= static_cast<int>(StatusCode::kInternal); ++c) {
+    if (code_name == StatusCodeName(static_cast<StatusCode>(c))) code = static_cast<StatusCode>(c);
   }
-  return body_json;
+  return Status(code, message);
+}
+
+Status ApiClient::PostStream(const std::string& target, const std::string& body,
+                             const std::function<Status(std::string_view)>& on_body) const {
+  namespace beast = boost::beast;
+  namespace http = boost::beast::http;
+  namespace asio = boost::asio;
+  asio::io_context ioc;
+  asio::ip::tcp::socket socket(ioc);
+  beast::error_code ec;
+  auto address = asio::ip::make_address(host_ == "localhost" ? "127.0.0.1" : host_, ec);
+  if (!ec) socket.connect({address, static_cast<unsigned short>(port_)}, ec);
+  const Status unreachable =
+      Unavailable("cannot reach the Slipway daemon at " + url_ +
+                  " (is `slipway server` running? set SLIPWAY_URL if it runs elsewhere)");
+  if (ec) return unreachable;
+  http::request<http::string_body> req{http::verb::post, target, 11};
+  req.set(http::field::host, host_ + ":" + std::to_string(port_));
+  req.set(http::field::user_agent, "slipway");
+  req.set(http::field::content_type, "application/json");
+  if (!token_.empty()) req.set(http::field::authorization, "Bearer " + token_);
+  req.body() = body;
+  req.prepare_payload();
+  req.keep_alive(false);
+  http::write(socket, req, ec);
+  if (ec) return unreachable;
+
+  beast::flat_buffer buffer;
+  http::response_parser<http::buffer_body> parser;
+  parser.body_limit(boost::none);
+  http::read_header(socket, buffer, parser, ec);
+  if (ec) return unreachable;
+  const int status = static_cast<int>(parser.get().result_int());
+  std::string error_body;
+  char chunk[16384];
+  while (!parser.is_done()) {
+    parser.get().body().data = chunk;
+    parser.get().body().size = sizeof(chunk);
+    // read_some: hand over what came, not wait for the buffer to fill.
+    http::read_some(socket, buffer, parser, ec);
+    if (ec == http::error::need_buffer) ec = {};
+    const size_t got = sizeof(chunk) - parser.get().body().size;
+    if (status >= 300) {
+      if (error_body.size() < (1 << 20)) error_body.append(chunk, got);
+    } else if (got > 0) {
+      RETURN_IF_ERROR(on_body(std::string_view(chunk, got)));
+    }
+    if (ec) break;  // a cut stream: the caller's decoder tells it apart from an end
+  }
+  if (status >= 300) return ErrorOf(status, error_body);
+  return Status::Ok();
 }
 
 }  // namespace slipway

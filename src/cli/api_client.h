@@ -4,8 +4,10 @@
 // http://127.0.0.1:7788) and the token (SLIPWAY_TOKEN, else <home>/token), and turns
 // every failure into one line a user can act on.
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 
 #include "common/status.h"
 
@@ -29,9 +31,16 @@ class ApiClient {
   Result<nlohmann::json> Put(const std::string& target, const nlohmann::json& body,
                              int timeout_ms = 30'000) const;
 
+  // POSTs `body` (JSON) and hands the answer's body to `on_body` piece by piece as it
+  // arrives, with no overall timeout (for `slipway run`). A non-2xx answer becomes its
+  // error as with Post(); an error from `on_body` stops the reading and is returned.
+  Status PostStream(const std::string& target, const std::string& body,
+                    const std::function<Status(std::string_view)>& on_body) const;
+
   const std::string& url() const { return url_; }
 
  private:
+  Status ErrorOf(int http_status, const std::string& body) const;
   Result<nlohmann::json> Call(const std::string& method, const std::string& target,
                               const std::string& body, const std::string& content_type,
                               int timeout_ms) const;

@@ -20,6 +20,7 @@
 #include "common/clock.h"
 #include "common/fs.h"
 #include "common/names.h"
+#include "common/run_stream.h"
 #include "config/config.h"
 #include "deploy/variables.h"
 
@@ -157,6 +158,9 @@ int Up(const UpOptions& opts) {
     }
     std::fprintf(stderr, "warning: %s\n", text.c_str());
   }
+  for (const auto& name : accepted->value("unchanged", json::array())) {
+    std::printf("%s: unchanged (watchPatterns), not redeployed\n", name.get<std::string>().c_str());
+  }
   const json& deployments = (*accepted)["deployments"];
   if (opts.detach) {
     for (const auto& d : deployments) {
@@ -242,9 +246,13 @@ int StatusCommand(const std::string& project_flag, const std::string& env) {
   }
   bool first = true;
   for (const auto& p : (*res)["projects"]) {
-    if (!first) std::printf("\n");
-    first = false;
-    PrintServices(p["name"], p["services"]);
+    const std::string name = p["name"];
+    for (const auto& e : p.value("environments", json::array())) {
+      if (!first) std::printf("\n");
+      first = false;
+      const std::string env_name = e["name"];
+      PrintServices(env_name == "production" ? name : name + " (" + env_name + ")", e["services"]);
+    }
   }
   return 0;
 }
@@ -496,6 +504,126 @@ int MetricsCommand() {
   }
   PrintTable(rows);
   return 0;
+}
+
+// ---- env / run -------------------------------------------------------------
+
+struct EnvOptions {
+  std::string project;
+  std::string name;
+  std::string from;
+  bool yes = false;
+};
+
+int EnvList(const EnvOptions& opts) {
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto project = ResolveProject(opts.project, ".");
+  if (!project.ok()) return PrintError(project.status());
+  auto res = client->Get("/v1/projects/" + UrlEncode(*project) + "/environments");
+  if (!res.ok()) return PrintError(res.status());
+  std::vector<std::vector<std::string>> rows = {{"ENVIRONMENT", "SERVICE", "STATUS", "URL"}};
+  for (const auto& e : (*res)["environments"]) {
+    const std::string env_name = e["name"];
+    if (e["services"].empty()) rows.push_back({env_name, "-", "no services", "-"});
+    for (const auto& s : e["services"]) {
+      const bool active = s.value("active_deployment_id", 0LL) != 0;
+      rows.push_back({env_name, s.value("name", ""),
+                      active ? s.value("active_status", "") : "NOT DEPLOYED", s.value("url", "")});
+    }
+  }
+  std::printf("Project %s\n", project->c_str());
+  PrintTable(rows);
+  return 0;
+}
+
+int EnvCreate(const EnvOptions& opts) {
+  if (Status st = ValidateName(opts.name, "environment name"); !st.ok()) return PrintError(st);
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto project = ResolveProject(opts.project, ".");
+  if (!project.ok()) return PrintError(project.status());
+  json body{{"name", opts.name}};
+  if (!opts.from.empty()) body["from"] = opts.from;
+  auto res = client->Post("/v1/projects/" + UrlEncode(*project) + "/environments", body.dump(),
+                          "application/json", 60'000);
+  if (!res.ok()) return PrintError(res.status());
+  std::printf("Environment %s of %s created", opts.name.c_str(), project->c_str());
+  if (!opts.from.empty()) {
+    std::printf(" with the services of %s (%zu); deploy them with `slipway up --env %s`",
+                opts.from.c_str(), (*res)["services"].size(), opts.name.c_str());
+  } else {
+    std::printf("; deploy to it with `slipway up --env %s`", opts.name.c_str());
+  }
+  std::printf("\n");
+  return 0;
+}
+
+int EnvDelete(const EnvOptions& opts) {
+  if (opts.name == "production") {
+    return PrintError(FailedPrecondition(
+        "the production environment cannot be deleted; delete other environments only"));
+  }
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto project = ResolveProject(opts.project, ".");
+  if (!project.ok()) return PrintError(project.status());
+  if (!opts.yes) {
+    if (!isatty(STDIN_FILENO)) {
+      return PrintError(FailedPrecondition(
+          "deleting environment " + opts.name + " of " + *project +
+          " stops its services and removes their deployments and logs; pass --yes to confirm"));
+    }
+    std::printf(
+        "Delete environment %s of %s: stop its services and remove their deployments, releases "
+        "and logs? Type its name to confirm: ",
+        opts.name.c_str(), project->c_str());
+    std::fflush(stdout);
+    std::string answer;
+    if (!std::getline(std::cin, answer) || answer != opts.name) {
+      std::fprintf(stderr, "not deleted\n");
+      return 1;
+    }
+  }
+  auto res = client->Delete("/v1/projects/" + UrlEncode(*project) + "/environments/" +
+                            UrlEncode(opts.name));
+  if (!res.ok()) return PrintError(res.status());
+  std::printf("Environment %s of %s deleted\n", opts.name.c_str(), project->c_str());
+  return 0;
+}
+
+struct OneOffOptions {
+  std::string project;
+  std::string env = "production";
+  std::string service;
+  int timeout_seconds = 3600;
+  std::vector<std::string> command;  // everything after "--"
+};
+
+int RunOneOff(const OneOffOptions& opts) {
+  if (opts.command.empty()) {
+    return PrintError(
+        InvalidArgument("no command: give it after --, like `slipway run web -- python3 manage.py "
+                        "migrate`"));
+  }
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto project = ResolveProject(opts.project, ".");
+  if (!project.ok()) return PrintError(project.status());
+  std::string target = "/v1/projects/" + UrlEncode(*project) + "/run?env=" + UrlEncode(opts.env);
+  if (!opts.service.empty()) target += "&service=" + UrlEncode(opts.service);
+  json body{{"argv", opts.command}, {"timeout_seconds", opts.timeout_seconds}};
+  RunStreamDecoder decoder;
+  Status st = client->PostStream(target, body.dump(), [&](std::string_view data) {
+    return decoder.Feed(data, [](std::string_view output) {
+      std::fwrite(output.data(), 1, output.size(), stdout);
+      std::fflush(stdout);
+    });
+  });
+  if (!st.ok()) return PrintError(st);
+  auto code = decoder.Finish();
+  if (!code.ok()) return PrintError(code.status());
+  return *code;
 }
 
 std::string ProgramName() { return "slipway"; }
@@ -786,8 +914,45 @@ int RunCli(int argc, char** argv) {
                   "Apply now: redeploy the running release with the new variables");
   }
 
+  // `slipway run ... -- CMD...`: what follows "--" is the command, kept from CLI11 so
+  // that it never fills the SERVICE positional.
+  OneOffOptions run_opts;
+  std::vector<char*> args(argv, argv + argc);
+  if (argc > 1 && std::string(argv[1]) == "run") {
+    auto dashes = std::find_if(args.begin() + 2, args.end(),
+                               [](const char* a) { return std::string(a) == "--"; });
+    if (dashes != args.end()) {
+      run_opts.command.assign(dashes + 1, args.end());
+      args.erase(dashes, args.end());
+    }
+  }
+  auto* run = app.add_subcommand(
+      "run", "Run a one-off command in a service's active release, with its environment");
+  run->add_option("service", run_opts.service, "Service [the project's only one]");
+  run->add_option("--project,-p", run_opts.project, "Project [from the current directory]");
+  run->add_option("--env,-e", run_opts.env, "Environment [production]");
+  run->add_option("--timeout", run_opts.timeout_seconds,
+                  "Kill the command after this many seconds [3600]");
+  run->footer("Usage: slipway run [SERVICE] [options] -- CMD [ARGS...]  (no stdin)");
+
+  EnvOptions env_opts;
+  auto* env_cmd = app.add_subcommand("env", "List, create and delete environments");
+  env_cmd->require_subcommand(1);
+  auto* env_list = env_cmd->add_subcommand("list", "Show environments, their services and URLs");
+  auto* env_create = env_cmd->add_subcommand("create", "Create an empty environment");
+  env_create->add_option("name", env_opts.name, "Environment name, e.g. staging")->required();
+  env_create->add_option("--from", env_opts.from,
+                         "Start with the services (configs) of this environment");
+  auto* env_delete =
+      env_cmd->add_subcommand("delete", "Stop an environment's services and remove it");
+  env_delete->add_option("name", env_opts.name, "Environment name")->required();
+  env_delete->add_flag("--yes,-y", env_opts.yes, "Do not ask for confirmation");
+  for (auto* sub : {env_list, env_create, env_delete}) {
+    sub->add_option("--project,-p", env_opts.project, "Project [from the current directory]");
+  }
+
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(args.size()), args.data());
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
@@ -808,6 +973,10 @@ int RunCli(int argc, char** argv) {
   if (var_set->parsed()) return VariablesSet(var_opts);
   if (var_unset->parsed()) return VariablesUnset(var_opts);
   if (variables->parsed()) return VariablesList(var_opts);
+  if (run->parsed()) return RunOneOff(run_opts);
+  if (env_list->parsed()) return EnvList(env_opts);
+  if (env_create->parsed()) return EnvCreate(env_opts);
+  if (env_delete->parsed()) return EnvDelete(env_opts);
   return 1;
 }
 

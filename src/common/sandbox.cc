@@ -97,8 +97,7 @@ Result<PreparedSandbox> PreparedSandbox::Prepare(const SandboxSpec& spec) {
                                  ": the path holds a ',', ':' or '\\'");
         }
       }
-      RETURN_IF_ERROR(
-          PrepareOverlayScratch(bind.source, bind.overlay_scratch, spec.uid, spec.gid));
+      RETURN_IF_ERROR(PrepareOverlayScratch(bind.source, bind.overlay_scratch, spec.uid, spec.gid));
       m.overlay_options = "lowerdir=" + bind.source + ",upperdir=" + bind.overlay_scratch +
                           "/upper,workdir=" + bind.overlay_scratch + "/work";
     }
@@ -157,9 +156,8 @@ int PreparedSandbox::Enter(const char** step) const {
   // bound) before the tmpfs covers them, and bound through /proc/self/fd afterwards.
   for (const Mount& m : mounts_) {
     // An overlay goes over the source itself first; the descriptor then holds the overlay.
-    if (!m.overlay_options.empty() &&
-        mount("overlay", m.source.c_str(), "overlay", MS_NOSUID | MS_NODEV,
-              m.overlay_options.c_str()) != 0) {
+    if (!m.overlay_options.empty() && mount("overlay", m.source.c_str(), "overlay",
+                                            MS_NOSUID | MS_NODEV, m.overlay_options.c_str()) != 0) {
       return fail("mount the release's overlay");
     }
     m.fd = open(m.source.c_str(), O_PATH | O_CLOEXEC);

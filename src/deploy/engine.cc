@@ -23,6 +23,7 @@
 #include "common/fs.h"
 #include "common/names.h"
 #include "config/config.h"
+#include "deploy/watch.h"
 
 namespace slipway {
 
@@ -61,8 +62,9 @@ struct Job {
   Kind kind = Kind::kDeploy;
   int64_t deployment_id = 0;  // kDeploy; a rollback's deployment has its release already
   std::shared_ptr<UploadDir> upload;
-  std::string source_dir;                      // the service's root inside the upload
-  int replicas = 0;                            // kScale
+  std::string source_dir;    // the service's root inside the upload
+  std::string watch_digest;  // of the service's watchPatterns files, kept in the release
+  int replicas = 0;          // kScale
   std::shared_ptr<std::promise<Status>> done;  // kScale: its outcome
 };
 
@@ -270,6 +272,31 @@ class DeployEngine::Impl {
                              " declared; workers and cron jobs are not run yet)");
     }
 
+    // Monorepos: a service with watchPatterns whose watched files and config are what its
+    // active deployment was made from is not redeployed, unless named with --service.
+    std::vector<std::string> digests;
+    for (const ServiceConfig* svc : chosen) {
+      std::string digest;
+      if (!svc->watch_patterns.empty()) {
+        ASSIGN_OR_RETURN(digest, WatchDigest(request.source_dir, svc->watch_patterns,
+                                             ServiceConfigToJson(*svc)));
+      }
+      digests.push_back(digest);
+    }
+    DeployAccepted accepted;
+    if (request.only_services.empty() && config.services.size() > 1) {
+      for (size_t i = 0; i < chosen.size();) {
+        if (!digests[i].empty() &&
+            ActiveWatchDigest(config.name, request.environment, chosen[i]->name) == digests[i]) {
+          accepted.unchanged.push_back(chosen[i]->name);
+          chosen.erase(chosen.begin() + static_cast<long>(i));
+          digests.erase(digests.begin() + static_cast<long>(i));
+        } else {
+          ++i;
+        }
+      }
+    }
+
     std::vector<std::string> source_dirs;
     for (const ServiceConfig* svc : chosen) {
       std::string dir = AbsolutePath(request.source_dir + "/" + svc->root_directory);
@@ -289,7 +316,6 @@ class DeployEngine::Impl {
     ASSIGN_OR_RETURN(VariableScope scope, ScopeFor(config.name, request.environment, &config));
     ASSIGN_OR_RETURN(Resolution resolution, ResolveVariables(scope, chosen_names));
 
-    DeployAccepted accepted;
     accepted.project = config.name;
     accepted.warnings = config.warnings;
     ASSIGN_OR_RETURN(ProjectRecord project, store_.EnsureProject(config.name));
@@ -326,10 +352,24 @@ class DeployEngine::Impl {
       job.deployment_id = dep.id;
       job.upload = upload;
       job.source_dir = source_dirs[i];
+      job.watch_digest = digests[i];
       Enqueue(svc.id, std::move(job));
     }
     RefreshMasker();
     return accepted;
+  }
+
+  // The watch digest recorded with the release of the service's active deployment, ""
+  // when there is none (never deployed, not serving, or deployed without patterns).
+  std::string ActiveWatchDigest(const std::string& project, const std::string& environment,
+                                const std::string& service) {
+    auto svc = ResolveService(project, environment, service);
+    if (!svc.ok() || svc->active_deployment_id == 0) return "";
+    auto dep = store_.GetDeployment(svc->active_deployment_id);
+    if (!dep.ok() || dep->status != kActive || dep->release_id == 0) return "";
+    auto release = store_.GetRelease(dep->release_id);
+    if (!release.ok()) return "";
+    return RecordedWatchDigest(release->manifest_json).value_or("");
   }
 
   void Enqueue(int64_t service_id, Job job) {
@@ -535,7 +575,9 @@ class DeployEngine::Impl {
       return Fail(svc->id, dep->id, kBuildFailed,
                   manifest.status().message() + LogTail(log_path, "last lines of the build log:"));
     }
-    auto release = store_.CreateRelease(svc->id, dep->id, build.release_dir, manifest->ToJson());
+    std::string manifest_json = manifest->ToJson();
+    if (!job.watch_digest.empty()) manifest_json = WithWatchDigest(manifest_json, job.watch_digest);
+    auto release = store_.CreateRelease(svc->id, dep->id, build.release_dir, manifest_json);
     if (!release.ok()) return Fail(svc->id, dep->id, kBuildFailed, release.status().message());
     (void)store_.SetDeploymentRelease(dep->id, release->id);
     (void)store_.AddEvent(svc->id, dep->id, "build.succeeded",
@@ -966,8 +1008,23 @@ class DeployEngine::Impl {
       if (stopping_.load()) break;
       lock.unlock();
       MonitorOnce();
+      RemoveFinishedOneOffScratch();
       lock.lock();
     }
+  }
+
+  // The scratch layer of a `slipway run` goes once its command has exited.
+  void RemoveFinishedOneOffScratch() {
+    std::vector<std::string> done;
+    {
+      std::lock_guard<std::mutex> lock(oneoff_mu_);
+      std::erase_if(oneoff_scratch_, [&](const auto& entry) {
+        if (ProcessAlive(entry.first)) return false;
+        done.push_back(entry.second);
+        return true;
+      });
+    }
+    for (const auto& dir : done) (void)RemoveTree(dir);
   }
 
   void MonitorOnce() {
@@ -1637,6 +1694,204 @@ class DeployEngine::Impl {
     return Status::Ok();
   }
 
+  // ---- environments ---------------------------------------------------------
+
+  Result<EnvironmentRecord> CreateEnvironment(const std::string& project_name,
+                                              const std::string& name, const std::string& from) {
+    RETURN_IF_ERROR(ValidateName(name, "environment name"));
+    ASSIGN_OR_RETURN(ProjectRecord project, store_.EnsureProject(project_name));
+    if (store_.GetEnvironment(project.id, name).ok()) {
+      return AlreadyExists("project \"" + project_name + "\" already has an environment \"" + name +
+                           "\"");
+    }
+    std::vector<ServiceRecord> copied;
+    EnvironmentRecord source;
+    if (!from.empty()) {
+      auto found = store_.GetEnvironment(project.id, from);
+      if (!found.ok()) {
+        return NotFound("project \"" + project_name + "\" has no environment \"" + from +
+                        "\" to copy (see `slipway env list`)");
+      }
+      source = *found;
+      ASSIGN_OR_RETURN(copied, store_.ListServices(source.id));
+    }
+    ASSIGN_OR_RETURN(EnvironmentRecord env, store_.EnsureEnvironment(project.id, name));
+    for (const ServiceRecord& svc : copied) {
+      ASSIGN_OR_RETURN(ServiceRecord fresh, store_.EnsureService(project.id, env.id, svc.name));
+      RETURN_IF_ERROR(store_.SetServiceConfig(fresh.id, svc.config_json));
+    }
+    if (!from.empty()) RETURN_IF_ERROR(CopyEnvironmentVariables(source, env));
+    return env;
+  }
+
+  // Copies the variables of `from` (shared and per service, still sealed) into the new
+  // environment `to`, except generated ones: `to` generates its own secrets.
+  Status CopyEnvironmentVariables(const EnvironmentRecord& from, const EnvironmentRecord& to) {
+    ASSIGN_OR_RETURN(auto rows, store_.ListVariables(from.id));
+    std::vector<VariableRecord> user;
+    for (VariableRecord& v : rows) {
+      v.id = 0;
+      v.environment_id = to.id;
+      if (v.source == "cli") {
+        user.push_back(v);
+      } else if (v.source == "config") {
+        RETURN_IF_ERROR(store_.ReplaceConfigVariables(
+            to.id, v.service, [&] {
+              std::vector<VariableRecord> same;
+              for (const auto& c : rows) {
+                if (c.source == "config" && c.service == v.service) same.push_back(c);
+              }
+              for (auto& c : same) {
+                c.id = 0;
+                c.environment_id = to.id;
+              }
+              return same;
+            }()));
+      }
+    }
+    if (!user.empty()) RETURN_IF_ERROR(store_.SetVariables(user));
+    return Status::Ok();
+  }
+
+  Status DeleteEnvironment(const std::string& project_name, const std::string& environment) {
+    if (environment == "production") {
+      return FailedPrecondition(
+          "the production environment cannot be deleted; delete other environments only");
+    }
+    auto project = store_.GetProject(project_name);
+    if (!project.ok()) return NotFound("no project \"" + project_name + "\"");
+    auto env = store_.GetEnvironment(project->id, environment);
+    if (!env.ok()) {
+      return NotFound("project \"" + project_name + "\" has no environment \"" + environment +
+                      "\" (see `slipway env list`)");
+    }
+    ASSIGN_OR_RETURN(auto services, store_.ListServices(env->id));
+    std::set<int64_t> service_ids;
+    std::vector<DeploymentRecord> deployments;
+    for (const auto& svc : services) {
+      service_ids.insert(svc.id);
+      ASSIGN_OR_RETURN(auto listed, store_.ListDeployments(svc.id, 0));
+      for (const auto& d : listed) {
+        if (d.status == kQueued || d.status == kBuilding || d.status == kDeploying) {
+          return FailedPrecondition("deployment " + std::to_string(d.id) + " of " + svc.name +
+                                    " is " + d.status + "; wait for it to finish, then delete " +
+                                    environment + " again");
+        }
+        deployments.push_back(d);
+      }
+    }
+    // Out of the routes first, so nothing new reaches the replicas, then drained.
+    std::vector<LiveDeployment> leaving;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (int64_t id : service_ids) {
+        auto queue = queues_.find(id);
+        if (queue != queues_.end() &&
+            (queue->second.worker_running || !queue->second.jobs.empty())) {
+          return FailedPrecondition("a deploy or scale of " + environment +
+                                    " is in progress; wait for it, then delete again");
+        }
+        routed_.erase(id);
+      }
+      for (auto it = live_.begin(); it != live_.end();) {
+        if (service_ids.count(it->second.service_id)) {
+          leaving.push_back(std::move(it->second));
+          it = live_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    PublishRoutes();
+    for (LiveDeployment& ld : leaving) {
+      std::vector<size_t> all;
+      for (size_t i = 0; i < ld.replicas.size(); ++i) all.push_back(i);
+      DrainAndStop(ld, all, 0, ld.config.draining_seconds);
+    }
+    // Replicas of deployments still draining on a retirer thread, or left by a crash.
+    for (const auto& d : deployments) {
+      auto replicas = store_.ListReplicas(d.id);
+      if (!replicas.ok()) continue;
+      for (const auto& r : *replicas) {
+        if (r.state != "stopped") KillLeftover(r);
+        if (!r.run_dir.empty()) (void)RemoveTree(r.run_dir);
+      }
+    }
+    for (const auto& svc : services) {
+      if (auto releases = store_.ListReleases(svc.id); releases.ok()) {
+        for (const auto& rel : *releases) (void)RemoveTree(rel.path);
+      }
+    }
+    for (const auto& d : deployments) {
+      (void)RemoveTree(DeploymentDir(d.id));
+      (void)RemoveTree(options_.home + "/releases/" + std::to_string(d.id));
+    }
+    RETURN_IF_ERROR(store_.DeleteEnvironment(env->id));
+    for (int64_t id : service_ids) (void)RemoveTree(AppDataDir(id));  // the apps' $HOME
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (int64_t id : service_ids) queues_.erase(id);
+    }
+    spdlog::info("{}: environment {} deleted ({} service(s))", project_name, environment,
+                 services.size());
+    return Status::Ok();
+  }
+
+  // ---- one-off commands -----------------------------------------------------
+
+  Result<std::unique_ptr<Process>> StartRun(const RunRequest& request) {
+    if (request.argv.empty()) return InvalidArgument("no command to run");
+    auto svc = ResolveService(request.project, request.environment, request.service);
+    if (!svc.ok()) {
+      return NotFound("no service \"" + request.service + "\" in " + request.project + " (" +
+                      request.environment + ")");
+    }
+    const std::string where = request.service + " (" + request.environment + ")";
+    if (svc->active_deployment_id == 0) {
+      return FailedPrecondition(where +
+                                " has no active deployment to run in; deploy it with `slipway up`");
+    }
+    std::optional<LiveDeployment> ld;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = live_.find(svc->active_deployment_id);
+      if (it != live_.end()) ld = it->second;
+    }
+    if (!ld) {
+      ASSIGN_OR_RETURN(DeploymentRecord dep, store_.GetDeployment(svc->active_deployment_id));
+      ld = Recorded(dep);
+    }
+    if (!ld || !IsDirectory(ld->manifest.app_dir)) {
+      return FailedPrecondition("the release of " + where + "'s active deployment is not on disk");
+    }
+    SpawnOptions spawn;
+    spawn.argv = request.argv;
+    spawn.env = AppEnv(*ld, 0, 0);
+    spawn.env.erase("PORT");
+    spawn.env.erase("SLIPWAY_REPLICA_INDEX");
+    spawn.cwd = ld->manifest.app_dir;
+    const std::string scratch = options_.home + "/run/oneoff-" + std::to_string(ld->id) + "-" +
+                                std::to_string(++oneoff_counter_);
+    ASSIGN_OR_RETURN(spawn.sandbox, SandboxFor(*ld, scratch));
+    auto process = Process::Spawn(spawn);
+    if (process.ok() && spawn.sandbox.enabled()) {
+      std::lock_guard<std::mutex> lock(oneoff_mu_);
+      oneoff_scratch_.emplace_back((*process)->pid(), scratch);
+    } else {
+      (void)RemoveTree(scratch);
+    }
+    if (!process.ok() && process.status().code() == StatusCode::kNotFound) {
+      return NotFound("command \"" + request.argv[0] + "\" not found in " + where +
+                      "'s release (PATH " + spawn.env["PATH"] + ")");
+    }
+    if (process.ok()) {
+      (void)store_.AddEvent(
+          svc->id, svc->active_deployment_id, "run.started",
+          "slipway run " + request.argv[0] + " (pid " + std::to_string((*process)->pid()) + ")");
+    }
+    return process;
+  }
+
   // ---- status ---------------------------------------------------------------
 
   Result<std::vector<ServiceStatus>> ProjectStatus(const std::string& project_name,
@@ -2076,6 +2331,9 @@ class DeployEngine::Impl {
   Clock& clock_;
   bool isolate_ = false;  // set in Start()
   std::string hide_dir_;  // covered in every app's mount namespace
+  std::mutex oneoff_mu_;
+  std::vector<std::pair<pid_t, std::string>> oneoff_scratch_;  // `slipway run`: pid, scratch
+  std::atomic<int64_t> oneoff_counter_{0};
   RouteSink sink_;
   EngineOptions options_;
 
@@ -2170,5 +2428,16 @@ Result<std::vector<DeploymentRecord>> DeployEngine::ApplyVariables(const std::st
   return impl_->ApplyVariables(project, environment, service);
 }
 std::shared_ptr<const Masker> DeployEngine::SecretMasker() { return impl_->SecretMasker(); }
+Result<EnvironmentRecord> DeployEngine::CreateEnvironment(const std::string& project,
+                                                          const std::string& name,
+                                                          const std::string& from) {
+  return impl_->CreateEnvironment(project, name, from);
+}
+Status DeployEngine::DeleteEnvironment(const std::string& project, const std::string& environment) {
+  return impl_->DeleteEnvironment(project, environment);
+}
+Result<std::unique_ptr<Process>> DeployEngine::StartRun(const RunRequest& request) {
+  return impl_->StartRun(request);
+}
 
 }  // namespace slipway

@@ -20,6 +20,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "common/subprocess.h"
 #include "deploy/variables.h"
 #include "proxy/edge.h"
 #include "secrets/secrets.h"
@@ -99,8 +100,18 @@ struct DeployRequest {
 struct DeployAccepted {
   std::vector<DeploymentRecord> deployments;
   std::vector<std::string> service_names;  // parallel to deployments
+  // Services not redeployed: their watchPatterns files and config are unchanged.
+  std::vector<std::string> unchanged;
   std::vector<std::string> warnings;
   std::string project;
+};
+
+// A one-off command (`slipway run`) in a service's active release.
+struct RunRequest {
+  std::string project;
+  std::string environment = "production";
+  std::string service;
+  std::vector<std::string> argv;  // run as is (no shell); argv[0] looked up in the app's PATH
 };
 
 class DeployEngine {
@@ -164,6 +175,25 @@ class DeployEngine {
   // Masks every secret value known (set, generated, or in a running deployment's
   // environment) in text the platform shows.
   std::shared_ptr<const Masker> SecretMasker();
+
+  // Environments. CreateEnvironment makes an empty one (kAlreadyExists if it exists);
+  // with `from`, its services are created with the configs of `from`'s services (not
+  // deployed: `slipway up --env` deploys them).
+  Result<EnvironmentRecord> CreateEnvironment(const std::string& project, const std::string& name,
+                                              const std::string& from);
+  // Stops the environment's replicas (routes removed first, then drained like a
+  // retired deployment), deletes its releases, logs and run directories from disk and
+  // its rows from the store. kFailedPrecondition for "production" or while one of its
+  // deploys is in progress; kNotFound for an unknown project or environment.
+  Status DeleteEnvironment(const std::string& project, const std::string& environment);
+
+  // Starts `request.argv` in the service's active release directory (its app dir) with
+  // the environment its replicas get, minus PORT and SLIPWAY_REPLICA_INDEX, stdin
+  // /dev/null, stdout+stderr merged into the returned process's output pipe, in a
+  // process group of its own (the caller kills it when done or abandoned).
+  // kFailedPrecondition when the service has no active deployment; kNotFound for an
+  // unknown project, environment, service or command.
+  Result<std::unique_ptr<Process>> StartRun(const RunRequest& request);
 
   // Publishes the routing table again, after something it is built from changed
   // outside the engine (custom domains).

@@ -466,6 +466,45 @@ class SqliteStore final : public Store {
     });
   }
 
+  Result<std::vector<EnvironmentRecord>> ListEnvironments(int64_t project_id) override {
+    return Read([&] {
+      return QueryAll<EnvironmentRecord>(
+          Sql("SELECT ", kEnvironmentCols,
+              " FROM environments WHERE project_id = ? ORDER BY name != 'production', name"),
+          ReadEnvironment, "list environments", project_id);
+    });
+  }
+
+  Status DeleteEnvironment(int64_t id) override {
+    return Write([&]() -> Status {
+      RETURN_IF_ERROR(GetEnvironmentLocked(id).status());
+      // Services point at deployments, deployments at releases and releases back at
+      // deployments: cut those links first, then delete from the leaves up.
+      constexpr const char* kInEnv = "(SELECT id FROM services WHERE environment_id = ?)";
+      constexpr const char* kDepsInEnv =
+          "(SELECT id FROM deployments WHERE service_id IN (SELECT id FROM services WHERE "
+          "environment_id = ?))";
+      RETURN_IF_ERROR(
+          Run(Sql("UPDATE services SET active_deployment_id = NULL WHERE id IN ", kInEnv, ""),
+              "unlink active deployments", id));
+      RETURN_IF_ERROR(
+          Run(Sql("UPDATE deployments SET release_id = NULL WHERE service_id IN ", kInEnv, ""),
+              "unlink releases", id));
+      RETURN_IF_ERROR(
+          Run(Sql("DELETE FROM events WHERE service_id IN ", kInEnv, ""), "delete events", id));
+      RETURN_IF_ERROR(Run(Sql("DELETE FROM replicas WHERE deployment_id IN ", kDepsInEnv, ""),
+                          "delete replicas", id));
+      RETURN_IF_ERROR(
+          Run(Sql("DELETE FROM domains WHERE service_id IN ", kInEnv, ""), "delete domains", id));
+      RETURN_IF_ERROR(
+          Run(Sql("DELETE FROM releases WHERE service_id IN ", kInEnv, ""), "delete releases", id));
+      RETURN_IF_ERROR(Run(Sql("DELETE FROM deployments WHERE service_id IN ", kInEnv, ""),
+                          "delete deployments", id));
+      RETURN_IF_ERROR(Run("DELETE FROM services WHERE environment_id = ?", "delete services", id));
+      return Run("DELETE FROM environments WHERE id = ?", "delete environment", id);
+    });
+  }
+
   // ---- Services ----
 
   Result<ServiceRecord> EnsureService(int64_t project_id, int64_t environment_id,

@@ -153,6 +153,13 @@ class Store {
                                                       const std::string& name) = 0;
   virtual Result<EnvironmentRecord> GetEnvironment(int64_t project_id, const std::string& name) = 0;
   virtual Result<EnvironmentRecord> GetEnvironmentById(int64_t id) = 0;
+  // The project's environments, production first, then by name.
+  virtual Result<std::vector<EnvironmentRecord>> ListEnvironments(int64_t project_id) = 0;
+  // Deletes the environment's rows and everything that hangs off them: its services,
+  // their deployments, releases, replicas, custom domains and events (rows, not
+  // files: the caller removes release and log directories first). kNotFound for an
+  // unknown id. Refusing "production" is the caller's business.
+  virtual Status DeleteEnvironment(int64_t id) = 0;
 
   // Services, unique by (environment, name).
   virtual Result<ServiceRecord> EnsureService(int64_t project_id, int64_t environment_id,

@@ -8,6 +8,8 @@
 #include "common/clock.h"
 #include "common/fs.h"
 #include "common/http_client.h"
+#include "common/run_stream.h"
+#include "config/config.h"
 #include "deploy/engine.h"
 #include "store/store.h"
 #include "supervisor/supervisor.h"
@@ -114,6 +116,97 @@ TEST_F(ApiTest, UnknownRouteIsNotFound) {
   EXPECT_EQ(Call("GET", "/v1/nope", token_).status, 404);
   EXPECT_EQ(Call("GET", "/v1/deployments/abc", token_).status, 400);
   EXPECT_EQ(Call("GET", "/v1/deployments/999", token_).status, 404);
+}
+
+// A service of project "shop" whose active deployment's release is a directory with
+// one file; no replica runs (a one-off command needs none).
+ServiceRecord MakeActiveService(Store& store, const std::string& home, const std::string& env) {
+  auto project = store.EnsureProject("shop");
+  auto environment = store.EnsureEnvironment(project->id, env);
+  auto svc = store.EnsureService(project->id, environment->id, "web");
+  auto dep = store.CreateDeployment(svc->id, "upload", ServiceConfigToJson(ServiceConfig{}));
+  const std::string app_dir = home + "/releases/" + std::to_string(dep->id) + "/app";
+  EXPECT_TRUE(MakeDirs(app_dir).ok());
+  EXPECT_TRUE(WriteFileAtomic(app_dir + "/marker.txt", "in the release\n").ok());
+  nlohmann::json manifest{{"kind", "python"}, {"app_dir", app_dir}, {"start_command", "true"}};
+  auto rel = store.CreateRelease(svc->id, dep->id, home + "/releases/" + std::to_string(dep->id),
+                                 manifest.dump());
+  EXPECT_TRUE(store.SetDeploymentRelease(dep->id, rel->id).ok());
+  EXPECT_TRUE(store.SetDeploymentStatus(dep->id, kActive).ok());
+  EXPECT_TRUE(store.SetActiveDeployment(svc->id, dep->id).ok());
+  return *svc;
+}
+
+TEST_F(ApiTest, RunStreamsOutputThenTheExitCode) {
+  MakeActiveService(*store_, home_, "production");
+  nlohmann::json body{
+      {"argv",
+       {"sh", "-c", "cat marker.txt; echo \"$SLIPWAY_ENVIRONMENT ${PORT-none}\" >&2; exit 7"}}};
+  auto res = Call("POST", "/v1/projects/shop/run?service=web", token_, body.dump());
+  ASSERT_EQ(res.status, 200) << res.body;
+  RunStreamDecoder decoder;
+  std::string output;
+  ASSERT_TRUE(decoder.Feed(res.body, [&](std::string_view b) { output += b; }).ok()) << res.body;
+  EXPECT_EQ(output, "in the release\nproduction none\n");
+  auto code = decoder.Finish();
+  ASSERT_TRUE(code.ok()) << code.status().ToString();
+  EXPECT_EQ(*code, 7);
+
+  nlohmann::json killed{{"argv", {"sh", "-c", "kill -TERM $$"}}};
+  res = Call("POST", "/v1/projects/shop/run", token_, killed.dump());
+  RunStreamDecoder killed_decoder;
+  ASSERT_TRUE(killed_decoder.Feed(res.body, [](std::string_view) {}).ok());
+  EXPECT_EQ(*killed_decoder.Finish(), 128 + 15);
+
+  nlohmann::json slow{{"argv", {"sleep", "30"}}, {"timeout_seconds", 1}};
+  res = Call("POST", "/v1/projects/shop/run", token_, slow.dump());
+  RunStreamDecoder slow_decoder;
+  ASSERT_TRUE(slow_decoder.Feed(res.body, [](std::string_view) {}).ok());
+  auto timed_out = slow_decoder.Finish();
+  ASSERT_FALSE(timed_out.ok());
+  EXPECT_NE(timed_out.status().message().find("timeout of 1s"), std::string::npos);
+}
+
+TEST_F(ApiTest, RunErrorsComeBeforeAnyOutput) {
+  ServiceRecord web = MakeActiveService(*store_, home_, "production");
+  nlohmann::json body{{"argv", {"true"}}};
+  EXPECT_EQ(Call("POST", "/v1/projects/shop/run?service=api", token_, body.dump()).status, 404);
+  EXPECT_EQ(Call("POST", "/v1/projects/shop/run", token_, R"({"argv": []})").status, 400);
+  EXPECT_EQ(Call("POST", "/v1/projects/shop/run", token_, R"({"argv": "ls"})").status, 400);
+  nlohmann::json missing{{"argv", {"no-such-command-xyz"}}};
+  auto res = Call("POST", "/v1/projects/shop/run", token_, missing.dump());
+  EXPECT_EQ(res.status, 404);
+  EXPECT_NE(Json(res)["error"].get<std::string>().find("not found"), std::string::npos);
+  ASSERT_TRUE(store_->SetActiveDeployment(web.id, 0).ok());
+  res = Call("POST", "/v1/projects/shop/run", token_, body.dump());
+  EXPECT_EQ(res.status, 409);
+  EXPECT_EQ(Json(res)["error"],
+            "web (production) has no active deployment to run in; deploy it with `slipway up`");
+}
+
+TEST_F(ApiTest, EnvironmentsAreListedCreatedAndDeleted) {
+  ServiceRecord prod = MakeActiveService(*store_, home_, "production");
+  ServiceRecord staging = MakeActiveService(*store_, home_, "staging");
+  auto list = Json(Call("GET", "/v1/projects/shop/environments", token_));
+  ASSERT_EQ(list["environments"].size(), 2u) << list.dump();
+  EXPECT_EQ(list["environments"][0]["name"], "production");
+  EXPECT_EQ(list["environments"][1]["services"][0]["url"],
+            "http://web.shop-staging.localhost:8080");
+
+  auto created = Call("POST", "/v1/projects/shop/environments", token_,
+                      R"({"name": "preview", "from": "staging"})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  EXPECT_EQ(Json(created)["services"][0]["name"], "web");
+  EXPECT_EQ(Call("POST", "/v1/projects/shop/environments", token_, R"({"name": "preview"})").status,
+            409);
+
+  auto refused = Call("DELETE", "/v1/projects/shop/environments/production", token_);
+  EXPECT_EQ(refused.status, 409);
+  auto deleted = Call("DELETE", "/v1/projects/shop/environments/staging", token_);
+  ASSERT_EQ(deleted.status, 200) << deleted.body;
+  EXPECT_EQ(store_->GetService(staging.id).status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(store_->GetService(prod.id).ok());
+  EXPECT_EQ(Call("DELETE", "/v1/projects/shop/environments/staging", token_).status, 404);
 }
 
 TEST(HttpStatusForTest, OneMappingForEveryCode) {

@@ -75,10 +75,10 @@ TEST_F(SandboxTest, AppSeesOnlyItsReleaseAndDataDir) {
 
 TEST_F(SandboxTest, AppWritesToItsReleaseViewButTheReleaseNeverChanges) {
   int code = -1;
-  std::string out = Run(
-      "echo new > made.txt && mkdir -p cache/x && echo c > cache/x/f && rm main.py && "
-      "echo mine-again > main.py && cat made.txt main.py cache/x/f",
-      &code);
+  std::string out =
+      Run("echo new > made.txt && mkdir -p cache/x && echo c > cache/x/f && rm main.py && "
+          "echo mine-again > main.py && cat made.txt main.py cache/x/f",
+          &code);
   EXPECT_EQ(code, 0) << out;
   EXPECT_EQ(out, "new\nmine-again\nc\n");
   // On the host the release is as deployed.

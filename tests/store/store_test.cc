@@ -364,6 +364,59 @@ TEST_F(StoreTest, ReleasesAndActiveDeployment) {
   EXPECT_EQ(store->SetServiceScale(999, 3).code(), StatusCode::kNotFound);
 }
 
+TEST_F(StoreTest, EnvironmentsAreListedAndDeletedWithEverythingInThem) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  ServiceRecord prod = MakeService(*store, "shop", "web");
+  auto staging = store->EnsureEnvironment(prod.project_id, "staging");
+  auto alpha = store->EnsureEnvironment(prod.project_id, "alpha");
+  ASSERT_TRUE(staging.ok() && alpha.ok());
+  auto envs = store->ListEnvironments(prod.project_id);
+  ASSERT_TRUE(envs.ok());
+  ASSERT_EQ(envs->size(), 3u);
+  EXPECT_EQ((*envs)[0].name, "production") << "production first";
+  EXPECT_EQ((*envs)[1].name, "alpha");
+  EXPECT_EQ((*envs)[2].name, "staging");
+
+  // A staging service with a deployment that went live, a release, a replica, a
+  // domain and events; the same service name in production must survive.
+  auto web = store->EnsureService(prod.project_id, staging->id, "web");
+  ASSERT_TRUE(web.ok());
+  auto dep = store->CreateDeployment(web->id, "upload", "{}");
+  ASSERT_TRUE(dep.ok());
+  auto rel = store->CreateRelease(web->id, dep->id, "/data/releases/1", "{}");
+  ASSERT_TRUE(rel.ok());
+  ASSERT_TRUE(store->SetDeploymentRelease(dep->id, rel->id).ok());
+  ASSERT_TRUE(store->SetActiveDeployment(web->id, dep->id).ok());
+  ReplicaRecord replica;
+  replica.deployment_id = dep->id;
+  replica.state = "running";
+  ASSERT_TRUE(store->UpsertReplica(replica).ok());
+  DomainRecord domain;
+  domain.service_id = web->id;
+  domain.host = "staging.example.com";
+  ASSERT_TRUE(store->AddDomain(domain).ok());
+  ASSERT_TRUE(store->AddEvent(web->id, dep->id, "deploy.active", "live").ok());
+  auto prod_dep = store->CreateDeployment(prod.id, "upload", "{}");
+  ASSERT_TRUE(prod_dep.ok());
+
+  ASSERT_TRUE(store->DeleteEnvironment(staging->id).ok());
+  EXPECT_EQ(store->GetEnvironment(prod.project_id, "staging").status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(store->GetService(web->id).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store->GetDeployment(dep->id).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store->GetRelease(rel->id).status().code(), StatusCode::kNotFound);
+  EXPECT_TRUE(store->ListLiveReplicas()->empty());
+  EXPECT_TRUE(store->ListDomains(0)->empty());
+  // Production is untouched.
+  EXPECT_TRUE(store->GetService(prod.id).ok());
+  EXPECT_TRUE(store->GetDeployment(prod_dep->id).ok());
+  EXPECT_EQ(store->ListEnvironments(prod.project_id)->size(), 2u);
+  // The name can be used again.
+  EXPECT_TRUE(store->EnsureEnvironment(prod.project_id, "staging").ok());
+  EXPECT_EQ(store->DeleteEnvironment(999).code(), StatusCode::kNotFound);
+}
+
 TEST_F(StoreTest, ReplicasUpsertAndLiveList) {
   auto store = OpenStore();
   ASSERT_TRUE(store);
