@@ -13,6 +13,7 @@
 
 #include "common/fs.h"
 #include "common/names.h"
+#include "config/import_tree.h"
 #include "config/importers.h"
 
 namespace slipway {
@@ -107,32 +108,8 @@ bool IsServiceKey(std::string_view key) {
   return std::find(keys.begin(), keys.end(), key) != keys.end();
 }
 
-// A string as the user would write it in TOML or JSON: quoted, with escapes, so an error
-// message stays on one line whatever the value holds.
-std::string Quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    unsigned char u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (u < 0x20 || u == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", u);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
-  return out;
-}
+// A string as the user would write it in TOML or JSON (import_tree.h).
+std::string Quote(std::string_view s) { return QuoteForMessage(s); }
 
 // How a value the user wrote is shown after "got": short, on one line.
 std::string Describe(const toml::node& node) {
