@@ -128,53 +128,9 @@ std::string Describe(const toml::node& node) {
   return text;
 }
 
-std::string Lower(std::string_view s) {
-  std::string out;
-  for (char c : s) out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-std::string Squash(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    if (c != '_' && c != '-') out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  }
-  return out;
-}
-
-size_t Levenshtein(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
-// The candidate the user most likely meant: one equal ignoring case, '_' and '-', else
-// the closest within 3 edits (case-insensitive), else none.
 std::optional<std::string> Suggest(std::string_view word,
                                    const std::vector<std::string>& candidates) {
-  for (const auto& c : candidates) {
-    if (Squash(c) == Squash(word)) return c;
-  }
-  std::optional<std::string> best;
-  size_t best_distance = 4;
-  std::string lower = Lower(word);
-  for (const auto& c : candidates) {
-    size_t d = Levenshtein(lower, Lower(c));
-    if (d < best_distance) {
-      best_distance = d;
-      best = c;
-    }
-  }
-  return best;
+  return ClosestKey(word, candidates);
 }
 
 std::string DidYouMean(std::string_view word, const std::vector<std::string>& candidates) {

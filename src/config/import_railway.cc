@@ -36,7 +36,7 @@ class RailwayReader {
                             "per-environment overrides are not applied; use slipway.toml for "
                             "settings that differ between environments");
       } else {
-        fields_.Unsupported(m, m.key);
+        fields_.Unsupported(m, m.key, "", {"build", "deploy", "environments"});
       }
     }
     return Status::Ok();
@@ -74,7 +74,7 @@ class RailwayReader {
         fields_.Origin(Key("watchPatterns"), v);
       } else {
         // dockerfilePath, nixpacksPlan, nixpacksConfigPath, nixpacksVersion, buildEnvironment...
-        fields_.Unsupported(m, "build." + m.key);
+        fields_.Unsupported(m, "build." + m.key, "", {"builder", "buildCommand", "watchPatterns"});
       }
     }
     return Status::Ok();
@@ -125,7 +125,10 @@ class RailwayReader {
         fields_.Origin(Key("drainingSeconds"), v);
       } else {
         // region, sleepApplication, multiRegionConfig, runtime, limitOverride, ...
-        fields_.Unsupported(m, "deploy." + m.key);
+        fields_.Unsupported(m, "deploy." + m.key, "",
+                            {"startCommand", "preDeployCommand", "healthcheckPath",
+                             "healthcheckTimeout", "restartPolicyType", "restartPolicyMaxRetries",
+                             "numReplicas", "cronSchedule", "overlapSeconds", "drainingSeconds"});
       }
     }
     return Status::Ok();

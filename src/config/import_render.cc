@@ -359,7 +359,11 @@ Status RenderReader::ReadServiceField(const ImportNode::Member& m, ServiceConfig
   } else if (PlatformOnlyServiceFields().count(k) != 0) {
     fields_.Unsupported(m, k);
   } else {
-    fields_.Unsupported(m, k, "not a field Slipway knows in a Render service");
+    fields_.Unsupported(m, k, "not a field Slipway knows in a Render service",
+                        {"type", "name", "runtime", "env", "rootDir", "buildCommand",
+                         "startCommand", "preDeployCommand", "healthCheckPath", "schedule",
+                         "numInstances", "maxShutdownDelaySeconds", "staticPublishPath", "envVars",
+                         "routes", "headers", "buildFilter"});
   }
   return Status::Ok();
 }

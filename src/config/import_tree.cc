@@ -149,6 +149,59 @@ void SortMembers(ImportNode& node) {
 
 }  // namespace
 
+namespace {
+
+std::string Lower(std::string_view s) {
+  std::string out;
+  for (char c : s) out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string Squash(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c != '_' && c != '-') out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+size_t Levenshtein(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+// The candidate the user most likely meant: one equal ignoring case, '_' and '-', else
+// the closest within 3 edits (case-insensitive), else none.
+std::optional<std::string> ClosestKey(std::string_view word,
+                                      const std::vector<std::string>& candidates) {
+  for (const auto& c : candidates) {
+    if (Squash(c) == Squash(word)) return c;
+  }
+  std::optional<std::string> best;
+  size_t best_distance = 4;
+  std::string lower = Lower(word);
+  for (const auto& c : candidates) {
+    size_t d = Levenshtein(lower, Lower(c));
+    if (d < best_distance) {
+      best_distance = d;
+      best = c;
+    }
+  }
+  return best;
+}
+
 const ImportNode* ImportNode::Find(std::string_view key) const {
   for (const auto& m : members) {
     if (m.key == key) return &m.value;
@@ -201,7 +254,12 @@ Result<ImportNode> ImportTreeFromToml(std::string_view text, const std::string& 
 }
 
 void FieldReader::Unsupported(const ImportNode::Member& member, const std::string& field,
-                              const std::string& why) {
+                              const std::string& why, const std::vector<std::string>& known) {
+  if (auto meant = ClosestKey(member.key, known)) {
+    Warn(member.key_where, QuoteForMessage(field) + " is not a field Slipway knows (did you mean " +
+                               QuoteForMessage(*meant) + "?); it is ignored");
+    return;
+  }
   Warn(member.key_where, QuoteForMessage(field) + " is not supported and is ignored" +
                              (why.empty() ? "" : " (" + why + ")"));
 }

@@ -9,6 +9,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -53,6 +54,11 @@ Result<ImportNode> ImportTreeFromToml(std::string_view text, const std::string& 
 // JSON-style quoting, so a value in a message stays on one line.
 std::string QuoteForMessage(std::string_view s);
 
+// The candidate the user most likely meant by `word`: one equal ignoring case, '_' and
+// '-', else the closest within 3 edits, else none.
+std::optional<std::string> ClosestKey(std::string_view word,
+                                      const std::vector<std::string>& candidates);
+
 // Reads values out of an ImportNode for one file, collecting warnings and origins into
 // the ProjectConfig being built. Every error is kInvalidArgument "WHERE: message".
 class FieldReader {
@@ -69,9 +75,11 @@ class FieldReader {
   void Warn(const std::string& where, const std::string& message) {
     config_.warnings.push_back(where + ": " + message);
   }
-  // `WHERE: "field" is not supported and is ignored[ (why)]`.
+  // `WHERE: "field" is not supported and is ignored[ (why)]`; when the key is close to
+  // one of `known` (a likely typo), `WHERE: "field" is not a field Slipway knows (did you
+  // mean "startCommand"?); it is ignored`.
   void Unsupported(const ImportNode::Member& member, const std::string& field,
-                   const std::string& why = "");
+                   const std::string& why = "", const std::vector<std::string>& known = {});
   void Origin(const std::string& key, const ImportNode& node) { config_.origins[key] = node.where; }
 
   Status ExpectMap(const ImportNode& node, const std::string& field) const;
