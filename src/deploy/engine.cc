@@ -1729,25 +1729,15 @@ class DeployEngine::Impl {
   Status CopyEnvironmentVariables(const EnvironmentRecord& from, const EnvironmentRecord& to) {
     ASSIGN_OR_RETURN(auto rows, store_.ListVariables(from.id));
     std::vector<VariableRecord> user;
+    std::map<std::string, std::vector<VariableRecord>> config_rows;  // by service
     for (VariableRecord& v : rows) {
       v.id = 0;
       v.environment_id = to.id;
-      if (v.source == "cli") {
-        user.push_back(v);
-      } else if (v.source == "config") {
-        RETURN_IF_ERROR(store_.ReplaceConfigVariables(
-            to.id, v.service, [&] {
-              std::vector<VariableRecord> same;
-              for (const auto& c : rows) {
-                if (c.source == "config" && c.service == v.service) same.push_back(c);
-              }
-              for (auto& c : same) {
-                c.id = 0;
-                c.environment_id = to.id;
-              }
-              return same;
-            }()));
-      }
+      if (v.source == "cli") user.push_back(v);
+      if (v.source == "config") config_rows[v.service].push_back(v);
+    }
+    for (const auto& [service, same] : config_rows) {
+      RETURN_IF_ERROR(store_.ReplaceConfigVariables(to.id, service, same));
     }
     if (!user.empty()) RETURN_IF_ERROR(store_.SetVariables(user));
     return Status::Ok();
