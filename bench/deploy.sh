@@ -145,9 +145,13 @@ try:
         p.wait()
 
     set_version("0")
-    first = up()
+    first = subprocess.Popen([slipway, "up"], cwd=app, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
     if first.wait() != 0:
-        raise SystemExit("bench: error: first deploy failed: " + first.stderr.read().decode())
+        server_log.flush()
+        with open(os.path.join(work, "server.log")) as log:
+            raise SystemExit("bench: error: first deploy failed: " + first.stdout.read().decode()
+                             + "\nserver log:\n" + log.read()[-3000:])
     wait_for(lambda: version_is("0"), 30, "version 0")
 
     deploys, rollbacks = [], []

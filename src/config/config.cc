@@ -959,7 +959,9 @@ Result<ProjectConfig> LoadProjectConfig(const std::string& dir, const std::strin
   }
   if (PathExists(dir + "/slipway.toml")) {
     ASSIGN_OR_RETURN(std::string text, ReadConfigFile(dir, "slipway.toml"));
-    return ParseImpl(text, "slipway.toml", fallback_name, &dir);
+    ASSIGN_OR_RETURN(ProjectConfig config, ParseImpl(text, "slipway.toml", fallback_name, &dir));
+    if (config.sources.empty()) config.sources.push_back(config.source);
+    return config;
   }
 
   ProjectConfig config;

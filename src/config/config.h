@@ -10,6 +10,7 @@
 // Thread-safety: pure functions.
 
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -106,6 +107,9 @@ struct ProjectConfig {
   std::vector<ServiceConfig> services;  // at least one, names unique
   std::vector<AddonConfig> addons;
   std::map<std::string, std::string> shared_variables;  // ${{ shared.KEY }}
+  // Variables of the config whose values are secrets (read from a .env file): service ->
+  // names. They are stored encrypted and masked like `slipway variables set` secrets.
+  std::map<std::string, std::set<std::string>> secret_variables;
   // Where each value came from, for `slipway config show`: key "services.api.startCommand"
   // (the slipway.toml key path; "project", "shared.KEY", "addons.NAME") -> "railway.json:7:5"
   // or "railway.json:7" or "default". A value not listed here is a default.

@@ -451,6 +451,9 @@ Status ComposeReader::ReadEnvironment(const YAML::Node& node, ServiceConfig& s) 
     ASSIGN_OR_RETURN(std::string value, Interpolate(at, raw, &from_dotenv));
     s.variables[key] = Reference(s.name, key, value, at);
     config_.origins[origin_key] = At(at) + (from_dotenv ? " (.env)" : "");
+    // .env files hold secrets (that is why they are kept out of git): such a value is
+    // stored encrypted and masked, not kept in the deployment's config.
+    if (from_dotenv) config_.secret_variables[s.name].insert(key);
     return Status::Ok();
   };
   if (node.IsMap()) {

@@ -338,6 +338,26 @@ class DeployEngine::Impl {
       ASSIGN_OR_RETURN(ServiceRecord svc,
                        store_.EnsureService(project.id, env.id, svc_config.name));
       if (svc.scale > 0) svc_config.num_replicas = svc.scale;  // `slipway scale` wins
+      // Secrets of the config file go to the variables table, sealed, not into the
+      // stored config (which is kept in clear with every deployment).
+      std::vector<VariableRecord> config_secrets;
+      if (auto it = config.secret_variables.find(svc_config.name);
+          it != config.secret_variables.end()) {
+        for (const std::string& name : it->second) {
+          auto value = svc_config.variables.find(name);
+          if (value == svc_config.variables.end()) continue;
+          VariableRecord v;
+          v.environment_id = env.id;
+          v.service = svc_config.name;
+          v.name = name;
+          v.sealed_value = box_->Seal(value->second);
+          v.secret = true;
+          v.source = "config";
+          config_secrets.push_back(std::move(v));
+          svc_config.variables.erase(value);
+        }
+      }
+      RETURN_IF_ERROR(store_.ReplaceConfigVariables(env.id, svc_config.name, config_secrets));
       std::string config_json = ServiceConfigToJson(svc_config);
       RETURN_IF_ERROR(store_.SetServiceConfig(svc.id, config_json));
       ASSIGN_OR_RETURN(DeploymentRecord dep,
@@ -1971,6 +1991,10 @@ class DeployEngine::Impl {
       sv.name = c.name;
       sv.config = c.variables;
       sv.required = c.required_variables;
+      if (config != nullptr) {
+        auto secrets = config->secret_variables.find(c.name);
+        if (secrets != config->secret_variables.end()) sv.config_secret = secrets->second;
+      }
       sv.platform = ReferablePlatformEnv(project_name, environment, c.name);
     };
     if (config != nullptr) {
@@ -1989,7 +2013,14 @@ class DeployEngine::Impl {
             (row.service.empty() ? " (shared)" : " of service \"" + row.service + "\""));
       }
       if (row.source == "config") {
-        if (row.service.empty() && config == nullptr) scope.shared_config[row.name] = *value;
+        if (config != nullptr) continue;  // the uploaded config says what holds now
+        if (row.service.empty()) {
+          scope.shared_config[row.name] = *value;
+        } else if (auto it = services.find(row.service); it != services.end()) {
+          // A secret of the config file, kept out of the stored config (.env values).
+          it->second.config[row.name] = *value;
+          if (row.secret) it->second.config_secret.insert(row.name);
+        }
         continue;
       }
       if (row.service.empty()) {

@@ -86,6 +86,7 @@ class Resolver {
         secret = svc->user_secret.count(name) != 0;
       } else {
         text = svc->config.at(name);
+        secret = svc->config_secret.count(name) != 0;
       }
     }
     stack_.push_back(node);

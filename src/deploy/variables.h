@@ -49,6 +49,7 @@ struct ServiceVariables {
   std::map<std::string, std::string> config;  // from the config file; may hold references
   std::map<std::string, std::string> user;    // set with `slipway variables set`
   std::set<std::string> user_secret;          // which of `user` are secrets
+  std::set<std::string> config_secret;        // which of `config` are secrets (from .env)
   // Values generated earlier for ${{ secret() }} of this service, by variable name.
   std::map<std::string, std::string> generated;
   std::vector<std::string> required;            // must be set (config required_variables)

@@ -45,6 +45,7 @@ startCommand = "uvicorn main:app --port $PORT"
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_EQ(config->name, "bytomorrow");
   EXPECT_EQ(config->source, "slipway.toml");
+  EXPECT_EQ(config->sources, std::vector<std::string>{"slipway.toml"});
   ASSERT_EQ(config->services.size(), 1u);
   EXPECT_EQ(config->services[0].name, "api");
   EXPECT_EQ(config->services[0].root_directory, "api");

@@ -54,6 +54,15 @@ class ImportsVercelComposeTest(SlipwayTestCase):
         self.assertNotEqual(answer["port"], "8000")
         self.assertTrue(answer["port"].isdigit(), answer)
         self.assertEqual(self.slipway.get_json(host, "/health"), {"status": "ok"})
+        # A value from .env is a secret: encrypted in the state, masked when listed.
+        for name in os.listdir(self.slipway.home):
+            if name.startswith("state.db"):
+                with open(os.path.join(self.slipway.home, name), "rb") as f:
+                    self.assertNotIn(b"hello from the .env file", f.read(), name)
+        listed = self.slipway.cli("variables", "list", cwd=app)
+        self.assertEqual(listed.code, 0, str(listed))
+        self.assertNotIn("hello from the .env file", listed.stdout)
+        self.assertIn("production", listed.stdout)  # APP_ENV, a plain value, is shown
 
     def assertRefusedAndUnchanged(self, app, project, filename, broken, where):
         def ids():
