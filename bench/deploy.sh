@@ -35,7 +35,7 @@ die() { echo "bench: error: $*" >&2; exit 1; }
 [ -x /usr/bin/python3 ] || die "needs /usr/bin/python3 (apt-get install python3)"
 
 if [ -n "${BENCH_SLIPWAY:-}" ]; then
-  SLIPWAY="$BENCH_SLIPWAY"
+  SLIPWAY="$(realpath "$BENCH_SLIPWAY")"  # the bench runs commands in other directories
 else
   log "building slipway (Release) in $BUILD_DIR"
   mkdir -p "$BUILD_DIR"
