@@ -135,6 +135,65 @@ CREATE TABLE variables (
 );
 ALTER TABLE deployments ADD COLUMN env_sealed TEXT NOT NULL DEFAULT '';
 )sql",
+    // 5: add-on servers and their backups; cron runs.
+    R"sql(
+CREATE TABLE addons (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  environment_id INTEGER NOT NULL REFERENCES environments(id),
+  name TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  port INTEGER NOT NULL DEFAULT 0,
+  sealed_password TEXT NOT NULL DEFAULT '',
+  state TEXT NOT NULL,
+  error TEXT NOT NULL DEFAULT '',
+  data_dir TEXT NOT NULL DEFAULT '',
+  run_dir TEXT NOT NULL DEFAULT '',
+  log_path TEXT NOT NULL DEFAULT '',
+  shim_pid INTEGER NOT NULL DEFAULT 0,
+  shim_start_time INTEGER NOT NULL DEFAULT 0,
+  app_pid INTEGER NOT NULL DEFAULT 0,
+  settings_json TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  UNIQUE (environment_id, name)
+);
+
+CREATE TABLE backups (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  addon_id INTEGER NOT NULL REFERENCES addons(id),
+  status TEXT NOT NULL,
+  trigger TEXT NOT NULL DEFAULT '',
+  path TEXT NOT NULL DEFAULT '',
+  bytes INTEGER NOT NULL DEFAULT 0,
+  sha256 TEXT NOT NULL DEFAULT '',
+  error TEXT NOT NULL DEFAULT '',
+  started_at INTEGER NOT NULL,
+  finished_at INTEGER
+);
+CREATE INDEX backups_by_addon ON backups(addon_id, id);
+
+CREATE TABLE cron_runs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  service_id INTEGER NOT NULL REFERENCES services(id),
+  deployment_id INTEGER REFERENCES deployments(id),
+  trigger TEXT NOT NULL,
+  scheduled_for INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  exit_code INTEGER NOT NULL DEFAULT -1,
+  message TEXT NOT NULL DEFAULT '',
+  log_path TEXT NOT NULL DEFAULT '',
+  run_dir TEXT NOT NULL DEFAULT '',
+  shim_pid INTEGER NOT NULL DEFAULT 0,
+  shim_start_time INTEGER NOT NULL DEFAULT 0,
+  app_pid INTEGER NOT NULL DEFAULT 0,
+  started_at INTEGER,
+  finished_at INTEGER
+);
+CREATE INDEX cron_runs_by_service ON cron_runs(service_id, id);
+CREATE INDEX cron_runs_by_status ON cron_runs(status, id);
+CREATE UNIQUE INDEX cron_runs_one_per_slot ON cron_runs(service_id, scheduled_for)
+  WHERE trigger = 'schedule';
+)sql",
 };
 
 constexpr int kKnownVersion = static_cast<int>(std::size(kMigrations));
@@ -167,6 +226,14 @@ constexpr const char* kReplicaCols =
 constexpr const char* kEventCols = "id, service_id, deployment_id, kind, message, at";
 constexpr const char* kVariableCols =
     "id, environment_id, service, name, sealed_value, secret, source, updated_at";
+constexpr const char* kAddonCols =
+    "id, environment_id, name, kind, port, sealed_password, state, error, data_dir, run_dir, "
+    "log_path, shim_pid, shim_start_time, app_pid, settings_json, created_at, updated_at";
+constexpr const char* kBackupCols =
+    "id, addon_id, status, trigger, path, bytes, sha256, error, started_at, finished_at";
+constexpr const char* kCronRunCols =
+    "id, service_id, deployment_id, trigger, scheduled_for, status, exit_code, message, log_path, "
+    "run_dir, shim_pid, shim_start_time, app_pid, started_at, finished_at";
 constexpr const char* kDomainCols = "id, service_id, host, cert_path, key_path, acme, created_at";
 
 std::string Sql(const char* head, const char* cols, const char* tail) {
@@ -311,6 +378,57 @@ ReplicaRecord ReadReplica(const Statement& s) {
                        .log_path = s.Text(10),
                        .started_at = s.Int(11),
                        .updated_at = s.Int(12)};
+}
+
+AddonRecord ReadAddon(const Statement& s) {
+  return AddonRecord{.id = s.Int(0),
+                     .environment_id = s.Int(1),
+                     .name = s.Text(2),
+                     .kind = s.Text(3),
+                     .port = static_cast<int>(s.Int(4)),
+                     .sealed_password = s.Text(5),
+                     .state = s.Text(6),
+                     .error = s.Text(7),
+                     .data_dir = s.Text(8),
+                     .run_dir = s.Text(9),
+                     .log_path = s.Text(10),
+                     .shim_pid = s.Int(11),
+                     .shim_start_time = s.Int(12),
+                     .app_pid = s.Int(13),
+                     .settings_json = s.Text(14),
+                     .created_at = s.Int(15),
+                     .updated_at = s.Int(16)};
+}
+
+BackupRecord ReadBackup(const Statement& s) {
+  return BackupRecord{.id = s.Int(0),
+                      .addon_id = s.Int(1),
+                      .status = s.Text(2),
+                      .trigger = s.Text(3),
+                      .path = s.Text(4),
+                      .bytes = s.Int(5),
+                      .sha256 = s.Text(6),
+                      .error = s.Text(7),
+                      .started_at = s.Int(8),
+                      .finished_at = s.Int(9)};
+}
+
+CronRunRecord ReadCronRun(const Statement& s) {
+  return CronRunRecord{.id = s.Int(0),
+                       .service_id = s.Int(1),
+                       .deployment_id = s.Int(2),
+                       .trigger = s.Text(3),
+                       .scheduled_for = s.Int(4),
+                       .status = s.Text(5),
+                       .exit_code = static_cast<int>(s.Int(6)),
+                       .message = s.Text(7),
+                       .log_path = s.Text(8),
+                       .run_dir = s.Text(9),
+                       .shim_pid = s.Int(10),
+                       .shim_start_time = s.Int(11),
+                       .app_pid = s.Int(12),
+                       .started_at = s.Int(13),
+                       .finished_at = s.Int(14)};
 }
 
 EventRecord ReadEvent(const Statement& s) {
@@ -492,6 +610,12 @@ class SqliteStore final : public Store {
               "unlink releases", id));
       RETURN_IF_ERROR(
           Run(Sql("DELETE FROM events WHERE service_id IN ", kInEnv, ""), "delete events", id));
+      RETURN_IF_ERROR(Run(Sql("DELETE FROM cron_runs WHERE service_id IN ", kInEnv, ""),
+                          "delete cron runs", id));
+      RETURN_IF_ERROR(Run(
+          "DELETE FROM backups WHERE addon_id IN (SELECT id FROM addons WHERE environment_id = ?)",
+          "delete backups", id));
+      RETURN_IF_ERROR(Run("DELETE FROM addons WHERE environment_id = ?", "delete add-ons", id));
       RETURN_IF_ERROR(Run(Sql("DELETE FROM replicas WHERE deployment_id IN ", kDepsInEnv, ""),
                           "delete replicas", id));
       RETURN_IF_ERROR(
@@ -856,6 +980,210 @@ class SqliteStore final : public Store {
       if (rc == SQLITE_DONE) return NotFound("deployment " + std::to_string(deployment_id));
       if (rc != SQLITE_ROW) return SqliteError(db_, rc, path_, "read a deployment's environment");
       return stmt.Text(0);
+    });
+  }
+
+  // ---- Add-ons ----
+
+  Result<AddonRecord> CreateAddon(const AddonRecord& a) override {
+    return Write([&]() -> Result<AddonRecord> {
+      ASSIGN_OR_RETURN(EnvironmentRecord env, GetEnvironmentLocked(a.environment_id));
+      auto existing = QueryOne<AddonRecord>(
+          Sql("SELECT ", kAddonCols, " FROM addons WHERE environment_id = ? AND name = ?"),
+          ReadAddon, "add-on " + a.name, a.environment_id, a.name);
+      if (existing.ok()) {
+        return AlreadyExists("the " + env.name + " environment has an add-on named \"" + a.name +
+                             "\" already (" + existing->kind + ")");
+      }
+      int64_t now = Now();
+      return InsertOne<AddonRecord>(
+          Sql("INSERT INTO addons (environment_id, name, kind, port, sealed_password, state, "
+              "error, data_dir, run_dir, log_path, shim_pid, shim_start_time, app_pid, "
+              "settings_json, created_at, updated_at) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
+              kAddonCols, ""),
+          ReadAddon, "create add-on " + a.name, a.environment_id, a.name, a.kind, a.port,
+          a.sealed_password, a.state, a.error, a.data_dir, a.run_dir, a.log_path, a.shim_pid,
+          a.shim_start_time, a.app_pid, a.settings_json, now, now);
+    });
+  }
+
+  Status UpdateAddon(const AddonRecord& a) override {
+    return Write([&] {
+      return UpdateOne(
+          "UPDATE addons SET port = ?, sealed_password = ?, state = ?, error = ?, data_dir = ?, "
+          "run_dir = ?, log_path = ?, shim_pid = ?, shim_start_time = ?, app_pid = ?, "
+          "settings_json = ?, updated_at = ? WHERE id = ?",
+          "add-on " + std::to_string(a.id), a.port, a.sealed_password, a.state, a.error, a.data_dir,
+          a.run_dir, a.log_path, a.shim_pid, a.shim_start_time, a.app_pid, a.settings_json, Now(),
+          a.id);
+    });
+  }
+
+  Result<AddonRecord> GetAddon(int64_t id) override {
+    return Read([&] {
+      return QueryOne<AddonRecord>(Sql("SELECT ", kAddonCols, " FROM addons WHERE id = ?"),
+                                   ReadAddon, "add-on " + std::to_string(id), id);
+    });
+  }
+
+  Result<AddonRecord> FindAddon(int64_t environment_id, const std::string& name) override {
+    return Read([&] {
+      return QueryOne<AddonRecord>(
+          Sql("SELECT ", kAddonCols, " FROM addons WHERE environment_id = ? AND name = ?"),
+          ReadAddon, "add-on " + name, environment_id, name);
+    });
+  }
+
+  Result<std::vector<AddonRecord>> ListAddons(int64_t environment_id) override {
+    return Read([&] {
+      if (environment_id == 0) {
+        return QueryAll<AddonRecord>(Sql("SELECT ", kAddonCols, " FROM addons ORDER BY id"),
+                                     ReadAddon, "list add-ons");
+      }
+      return QueryAll<AddonRecord>(
+          Sql("SELECT ", kAddonCols, " FROM addons WHERE environment_id = ? ORDER BY id"),
+          ReadAddon, "list add-ons", environment_id);
+    });
+  }
+
+  Status DeleteAddon(int64_t id) override {
+    return Write([&]() -> Status {
+      RETURN_IF_ERROR(Run("DELETE FROM backups WHERE addon_id = ?", "delete backups", id));
+      RETURN_IF_ERROR(Run("DELETE FROM addons WHERE id = ?", "delete add-on", id));
+      if (sqlite3_changes(db_) == 0) return NotFound("add-on " + std::to_string(id) + " not found");
+      return Status::Ok();
+    });
+  }
+
+  // ---- Backups ----
+
+  Result<BackupRecord> CreateBackup(const BackupRecord& b) override {
+    return Write([&]() -> Result<BackupRecord> {
+      RETURN_IF_ERROR(QueryOne<AddonRecord>(Sql("SELECT ", kAddonCols, " FROM addons WHERE id = ?"),
+                                            ReadAddon, "add-on " + std::to_string(b.addon_id),
+                                            b.addon_id)
+                          .status());
+      return InsertOne<BackupRecord>(
+          Sql("INSERT INTO backups (addon_id, status, trigger, path, bytes, sha256, error, "
+              "started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ",
+              kBackupCols, ""),
+          ReadBackup, "create backup", b.addon_id, b.status, b.trigger, b.path, b.bytes, b.sha256,
+          b.error, b.started_at != 0 ? b.started_at : Now(), ZeroAsNull{b.finished_at});
+    });
+  }
+
+  Status UpdateBackup(const BackupRecord& b) override {
+    return Write([&] {
+      return UpdateOne(
+          "UPDATE backups SET status = ?, path = ?, bytes = ?, sha256 = ?, error = ?, "
+          "finished_at = ? WHERE id = ?",
+          "backup " + std::to_string(b.id), b.status, b.path, b.bytes, b.sha256, b.error,
+          ZeroAsNull{b.finished_at}, b.id);
+    });
+  }
+
+  Result<BackupRecord> GetBackup(int64_t id) override {
+    return Read([&] {
+      return QueryOne<BackupRecord>(Sql("SELECT ", kBackupCols, " FROM backups WHERE id = ?"),
+                                    ReadBackup, "backup " + std::to_string(id), id);
+    });
+  }
+
+  Result<std::vector<BackupRecord>> ListBackups(int64_t addon_id) override {
+    return Read([&] {
+      if (addon_id == 0) {
+        return QueryAll<BackupRecord>(Sql("SELECT ", kBackupCols, " FROM backups ORDER BY id DESC"),
+                                      ReadBackup, "list backups");
+      }
+      return QueryAll<BackupRecord>(
+          Sql("SELECT ", kBackupCols, " FROM backups WHERE addon_id = ? ORDER BY id DESC"),
+          ReadBackup, "list backups", addon_id);
+    });
+  }
+
+  Status DeleteBackup(int64_t id) override {
+    return Write([&]() -> Status {
+      RETURN_IF_ERROR(Run("DELETE FROM backups WHERE id = ?", "delete backup", id));
+      if (sqlite3_changes(db_) == 0) return NotFound("backup " + std::to_string(id) + " not found");
+      return Status::Ok();
+    });
+  }
+
+  // ---- Cron runs ----
+
+  Result<CronRunRecord> CreateCronRun(const CronRunRecord& r) override {
+    return Write([&]() -> Result<CronRunRecord> {
+      RETURN_IF_ERROR(GetServiceLocked(r.service_id).status());
+      if (r.deployment_id != 0) RETURN_IF_ERROR(GetDeploymentLocked(r.deployment_id).status());
+      auto inserted = InsertOne<CronRunRecord>(
+          Sql("INSERT INTO cron_runs (service_id, deployment_id, trigger, scheduled_for, status, "
+              "exit_code, message, log_path, run_dir, shim_pid, shim_start_time, app_pid, "
+              "started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+              "RETURNING ",
+              kCronRunCols, ""),
+          ReadCronRun, "create cron run", r.service_id, ZeroAsNull{r.deployment_id}, r.trigger,
+          r.scheduled_for, r.status, r.exit_code, r.message, r.log_path, r.run_dir, r.shim_pid,
+          r.shim_start_time, r.app_pid, ZeroAsNull{r.started_at}, ZeroAsNull{r.finished_at});
+      if (!inserted.ok() && inserted.status().code() == StatusCode::kAlreadyExists) {
+        return AlreadyExists("the slot at " + FormatTimestamp(r.scheduled_for) + " of service " +
+                             std::to_string(r.service_id) + " has a run already");
+      }
+      return inserted;
+    });
+  }
+
+  Status UpdateCronRun(const CronRunRecord& r) override {
+    return Write([&] {
+      return UpdateOne(
+          "UPDATE cron_runs SET status = ?, exit_code = ?, message = ?, log_path = ?, "
+          "run_dir = ?, shim_pid = ?, shim_start_time = ?, app_pid = ?, started_at = ?, "
+          "finished_at = ? WHERE id = ?",
+          "cron run " + std::to_string(r.id), r.status, r.exit_code, r.message, r.log_path,
+          r.run_dir, r.shim_pid, r.shim_start_time, r.app_pid, ZeroAsNull{r.started_at},
+          ZeroAsNull{r.finished_at}, r.id);
+    });
+  }
+
+  Result<CronRunRecord> GetCronRun(int64_t id) override {
+    return Read([&] {
+      return QueryOne<CronRunRecord>(Sql("SELECT ", kCronRunCols, " FROM cron_runs WHERE id = ?"),
+                                     ReadCronRun, "cron run " + std::to_string(id), id);
+    });
+  }
+
+  Result<std::vector<CronRunRecord>> ListCronRuns(int64_t service_id, int limit) override {
+    return Read([&] {
+      if (service_id == 0) {
+        return QueryAll<CronRunRecord>(
+            Sql("SELECT ", kCronRunCols, " FROM cron_runs ORDER BY id DESC LIMIT ?"), ReadCronRun,
+            "list cron runs", SqlLimit(limit));
+      }
+      return QueryAll<CronRunRecord>(
+          Sql("SELECT ", kCronRunCols,
+              " FROM cron_runs WHERE service_id = ? ORDER BY id DESC LIMIT ?"),
+          ReadCronRun, "list cron runs", service_id, SqlLimit(limit));
+    });
+  }
+
+  Result<std::vector<CronRunRecord>> ListRunningCronRuns() override {
+    return Read([&] {
+      return QueryAll<CronRunRecord>(
+          Sql("SELECT ", kCronRunCols, " FROM cron_runs WHERE status = ? ORDER BY id"), ReadCronRun,
+          "list running cron runs", kRunRunning);
+    });
+  }
+
+  Result<int64_t> LastCronSlot(int64_t service_id) override {
+    return Read([&]() -> Result<int64_t> {
+      ASSIGN_OR_RETURN(
+          Statement stmt,
+          Prepare("SELECT COALESCE(MAX(scheduled_for), 0) FROM cron_runs WHERE service_id = ? "
+                  "AND trigger = 'schedule'"));
+      stmt.Bind(service_id);
+      int rc = stmt.Step();
+      if (rc != SQLITE_ROW) return SqliteError(db_, rc, path_, "read the last cron slot");
+      return stmt.Int(0);
     });
   }
 

@@ -122,6 +122,75 @@ struct VariableRecord {
   int64_t updated_at = 0;
 };
 
+// An add-on server of a project environment: a PostgreSQL or Redis server the platform
+// runs for the environment's services (addons/addons.h).
+struct AddonRecord {
+  int64_t id = 0;
+  int64_t environment_id = 0;
+  std::string name;  // referenced as ${{ <name>.DATABASE_URL }}; unique in the environment
+  std::string kind;  // "postgres" or "redis"
+  int port = 0;      // on 127.0.0.1, kept across restarts (URLs given to apps hold it)
+  std::string sealed_password;  // secrets/secrets.h
+  // "provisioning", "running", "restarting", "failed" (see error), "stopped"
+  std::string state = "provisioning";
+  std::string error;  // why it is not running, one actionable line; "" when fine
+  std::string data_dir;
+  std::string run_dir;
+  std::string log_path;
+  int64_t shim_pid = 0;
+  int64_t shim_start_time = 0;
+  int64_t app_pid = 0;
+  std::string settings_json;  // kind-specific: server version, database, user, backups
+  int64_t created_at = 0;
+  int64_t updated_at = 0;
+};
+
+// Backup statuses. A backup is listed as good only once COMPLETED: its file is whole,
+// synced and its checksum recorded.
+inline constexpr const char* kBackupRunning = "RUNNING";
+inline constexpr const char* kBackupCompleted = "COMPLETED";
+inline constexpr const char* kBackupFailed = "FAILED";
+
+struct BackupRecord {
+  int64_t id = 0;
+  int64_t addon_id = 0;
+  std::string status = kBackupRunning;
+  std::string trigger;  // "schedule", "manual", "before-restore", "before-delete"
+  std::string path;     // the dump file (backups/...)
+  int64_t bytes = 0;
+  std::string sha256;  // hex, of the complete file
+  std::string error;
+  int64_t started_at = 0;
+  int64_t finished_at = 0;  // 0 while running
+};
+
+// Cron run statuses.
+inline constexpr const char* kRunRunning = "RUNNING";
+inline constexpr const char* kRunSucceeded = "SUCCEEDED";
+inline constexpr const char* kRunFailed = "FAILED";
+inline constexpr const char* kRunSkipped = "SKIPPED";  // the previous run was still going
+
+// One run of a cron service: started by its schedule or by `slipway cron run`.
+struct CronRunRecord {
+  int64_t id = 0;
+  int64_t service_id = 0;
+  int64_t deployment_id = 0;  // whose release it runs
+  std::string trigger;        // "schedule" or "manual"
+  // The schedule slot (unix millis) it runs for; for a manual run its start. A
+  // scheduled slot has at most one run (a second CreateCronRun is kAlreadyExists).
+  int64_t scheduled_for = 0;
+  std::string status = kRunRunning;
+  int exit_code = -1;   // -1 while running, or when it never started
+  std::string message;  // why it was skipped or failed to start; "" otherwise
+  std::string log_path;
+  std::string run_dir;
+  int64_t shim_pid = 0;
+  int64_t shim_start_time = 0;
+  int64_t app_pid = 0;
+  int64_t started_at = 0;   // 0 when skipped
+  int64_t finished_at = 0;  // 0 while running
+};
+
 struct EventRecord {
   int64_t id = 0;
   int64_t service_id = 0;
@@ -156,7 +225,8 @@ class Store {
   // The project's environments, production first, then by name.
   virtual Result<std::vector<EnvironmentRecord>> ListEnvironments(int64_t project_id) = 0;
   // Deletes the environment's rows and everything that hangs off them: its services,
-  // their deployments, releases, replicas, custom domains and events (rows, not
+  // their deployments, releases, replicas, custom domains, events, cron runs, add-ons
+  // and their backups (rows, not
   // files: the caller removes release and log directories first). kNotFound for an
   // unknown id. Refusing "production" is the caller's business.
   virtual Status DeleteEnvironment(int64_t id) = 0;
@@ -221,6 +291,37 @@ class Store {
   // The sealed snapshot of the environment a deployment runs with ("" when none).
   virtual Status SetDeploymentEnv(int64_t deployment_id, const std::string& sealed_env) = 0;
   virtual Result<std::string> GetDeploymentEnv(int64_t deployment_id) = 0;
+
+  // Add-ons, unique by (environment, name). CreateAddon: kAlreadyExists when the name
+  // is taken. UpdateAddon writes every field but id, environment_id, name, kind and
+  // created_at. DeleteAddon removes its backup rows too (not their files).
+  virtual Result<AddonRecord> CreateAddon(const AddonRecord& addon) = 0;
+  virtual Status UpdateAddon(const AddonRecord& addon) = 0;
+  virtual Result<AddonRecord> GetAddon(int64_t id) = 0;
+  virtual Result<AddonRecord> FindAddon(int64_t environment_id, const std::string& name) = 0;
+  virtual Result<std::vector<AddonRecord>> ListAddons(int64_t environment_id) = 0;  // 0: all
+  virtual Status DeleteAddon(int64_t id) = 0;
+
+  // Backups of an add-on. UpdateBackup writes status, path, bytes, sha256, error and
+  // finished_at. ListBackups: newest first (addon_id 0: of every add-on).
+  virtual Result<BackupRecord> CreateBackup(const BackupRecord& backup) = 0;
+  virtual Status UpdateBackup(const BackupRecord& backup) = 0;
+  virtual Result<BackupRecord> GetBackup(int64_t id) = 0;
+  virtual Result<std::vector<BackupRecord>> ListBackups(int64_t addon_id) = 0;
+  virtual Status DeleteBackup(int64_t id) = 0;
+
+  // Cron runs. CreateCronRun: kAlreadyExists when the service has a run for that
+  // scheduled slot already (trigger "schedule"), so a slot never runs twice whatever
+  // restarts or deploys happen. UpdateCronRun writes status, exit_code, message, the
+  // shim fields, started_at and finished_at. ListCronRuns: newest first, at most
+  // `limit` (service 0: of every service). ListRunningCronRuns: status RUNNING, oldest first.
+  virtual Result<CronRunRecord> CreateCronRun(const CronRunRecord& run) = 0;
+  virtual Status UpdateCronRun(const CronRunRecord& run) = 0;
+  virtual Result<CronRunRecord> GetCronRun(int64_t id) = 0;
+  virtual Result<std::vector<CronRunRecord>> ListCronRuns(int64_t service_id, int limit) = 0;
+  virtual Result<std::vector<CronRunRecord>> ListRunningCronRuns() = 0;
+  // The latest scheduled slot the service has a run (or a skip) for; 0 when none.
+  virtual Result<int64_t> LastCronSlot(int64_t service_id) = 0;
 
   // Events, append-only.
   virtual Status AddEvent(int64_t service_id, int64_t deployment_id, const std::string& kind,

@@ -761,6 +761,7 @@ TEST_F(StoreVariablesTest, MigratesAVersion3DatabaseKeepingItsRows) {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
     EXPECT_EQ(sqlite3_exec(db,
+                           "DROP TABLE cron_runs; DROP TABLE backups; DROP TABLE addons; "
                            "DROP TABLE variables; ALTER TABLE deployments DROP COLUMN env_sealed; "
                            "PRAGMA user_version=3",
                            nullptr, nullptr, nullptr),
@@ -770,7 +771,7 @@ TEST_F(StoreVariablesTest, MigratesAVersion3DatabaseKeepingItsRows) {
   }
   auto store = OpenStore();
   ASSERT_TRUE(store);
-  EXPECT_EQ(store->SchemaVersion(), 4);
+  EXPECT_EQ(store->SchemaVersion(), 5);
   auto dep = store->GetDeployment(deployment_id);
   ASSERT_TRUE(dep.ok());
   EXPECT_EQ(*store->GetDeploymentEnv(deployment_id), "");
@@ -814,6 +815,163 @@ TEST_F(StoreVariablesTest, UserAndConfigRowsCoexistAndAreReplacedSeparately) {
   EXPECT_EQ((*rows)[0].source, "config");  // config rows go only with the config
   ASSERT_TRUE(store->ReplaceConfigVariables(env, "", {}).ok());
   EXPECT_TRUE(store->ListVariables(env)->empty());
+}
+
+}  // namespace
+}  // namespace slipway
+
+namespace slipway {
+namespace {
+
+TEST_F(StoreTest, AddonsAreUniquePerEnvironmentAndUpdatedInPlace) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  ServiceRecord web = MakeService(*store, "shop", "web");
+  AddonRecord a;
+  a.environment_id = web.environment_id;
+  a.name = "db";
+  a.kind = "postgres";
+  a.port = 41000;
+  a.sealed_password = "sealed";
+  auto created = store->CreateAddon(a);
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  EXPECT_EQ(created->state, "provisioning");
+  auto again = store->CreateAddon(a);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(again.status().message().find("\"db\" already (postgres)"), std::string::npos)
+      << again.status().message();
+
+  AddonRecord updated = *created;
+  updated.state = "running";
+  updated.shim_pid = 1234;
+  updated.settings_json = R"({"database":"shop"})";
+  ASSERT_TRUE(store->UpdateAddon(updated).ok());
+  auto found = store->FindAddon(web.environment_id, "db");
+  ASSERT_TRUE(found.ok());
+  EXPECT_EQ(found->state, "running");
+  EXPECT_EQ(found->shim_pid, 1234);
+  EXPECT_EQ(found->port, 41000);
+  EXPECT_EQ(found->settings_json, R"({"database":"shop"})");
+  EXPECT_EQ(store->ListAddons(web.environment_id)->size(), 1u);
+  EXPECT_EQ(store->ListAddons(0)->size(), 1u);
+  EXPECT_EQ(store->FindAddon(web.environment_id, "cache").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, BackupsAreNewestFirstAndGoWithTheirAddon) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  ServiceRecord web = MakeService(*store, "shop", "web");
+  AddonRecord a;
+  a.environment_id = web.environment_id;
+  a.name = "db";
+  a.kind = "postgres";
+  auto addon = store->CreateAddon(a);
+  ASSERT_TRUE(addon.ok());
+  BackupRecord b;
+  b.addon_id = addon->id;
+  b.trigger = "manual";
+  auto first = store->CreateBackup(b);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(first->status, kBackupRunning);
+  EXPECT_EQ(first->finished_at, 0);
+  clock_.Advance(milliseconds(5));
+  auto second = store->CreateBackup(b);
+  ASSERT_TRUE(second.ok());
+  BackupRecord done = *first;
+  done.status = kBackupCompleted;
+  done.bytes = 2048;
+  done.sha256 = "ab";
+  done.path = "/x/1.dump";
+  done.finished_at = kClockStart + 10;
+  ASSERT_TRUE(store->UpdateBackup(done).ok());
+  auto list = store->ListBackups(addon->id);
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].id, second->id);
+  EXPECT_EQ((*list)[1].status, kBackupCompleted);
+  EXPECT_EQ((*list)[1].bytes, 2048);
+  EXPECT_EQ((*list)[1].finished_at, kClockStart + 10);
+  ASSERT_TRUE(store->DeleteBackup(second->id).ok());
+  EXPECT_EQ(store->DeleteBackup(second->id).code(), StatusCode::kNotFound);
+  ASSERT_TRUE(store->DeleteAddon(addon->id).ok());
+  EXPECT_EQ(store->GetBackup(first->id).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store->CreateBackup(b).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, ACronSlotHasOneRunButManualRunsAreUnlimited) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  ServiceRecord job = MakeService(*store, "shop", "nightly");
+  EXPECT_EQ(*store->LastCronSlot(job.id), 0);
+  CronRunRecord r;
+  r.service_id = job.id;
+  r.trigger = "schedule";
+  r.scheduled_for = 1'800'000'000'000;
+  r.started_at = r.scheduled_for;
+  auto run = store->CreateCronRun(r);
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  auto twice = store->CreateCronRun(r);
+  ASSERT_FALSE(twice.ok());
+  EXPECT_EQ(twice.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(twice.status().message().find("has a run already"), std::string::npos);
+  EXPECT_EQ(*store->LastCronSlot(job.id), r.scheduled_for);
+
+  CronRunRecord manual = r;
+  manual.trigger = "manual";
+  ASSERT_TRUE(store->CreateCronRun(manual).ok());
+  ASSERT_TRUE(store->CreateCronRun(manual).ok());
+  EXPECT_EQ(*store->LastCronSlot(job.id), r.scheduled_for);
+  EXPECT_EQ(store->ListRunningCronRuns()->size(), 3u);
+
+  CronRunRecord finished = *run;
+  finished.status = kRunFailed;
+  finished.exit_code = 3;
+  finished.finished_at = r.scheduled_for + 1500;
+  ASSERT_TRUE(store->UpdateCronRun(finished).ok());
+  auto got = store->GetCronRun(run->id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->status, kRunFailed);
+  EXPECT_EQ(got->exit_code, 3);
+  EXPECT_EQ(got->finished_at - got->started_at, 1500);
+  EXPECT_EQ(store->ListRunningCronRuns()->size(), 2u);
+  auto history = store->ListCronRuns(job.id, 2);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 2u);
+  EXPECT_EQ((*history)[0].trigger, "manual");
+}
+
+TEST_F(StoreTest, DeletingAnEnvironmentTakesItsAddonsBackupsAndCronRuns) {
+  auto store = OpenStore();
+  ASSERT_TRUE(store);
+  auto project = store->EnsureProject("shop");
+  ASSERT_TRUE(project.ok());
+  auto staging = store->EnsureEnvironment(project->id, "staging");
+  ASSERT_TRUE(staging.ok());
+  auto job = store->EnsureService(project->id, staging->id, "nightly");
+  ASSERT_TRUE(job.ok());
+  AddonRecord a;
+  a.environment_id = staging->id;
+  a.name = "db";
+  a.kind = "postgres";
+  auto addon = store->CreateAddon(a);
+  ASSERT_TRUE(addon.ok());
+  BackupRecord b;
+  b.addon_id = addon->id;
+  ASSERT_TRUE(store->CreateBackup(b).ok());
+  CronRunRecord r;
+  r.service_id = job->id;
+  r.trigger = "manual";
+  ASSERT_TRUE(store->CreateCronRun(r).ok());
+  ServiceRecord prod = MakeService(*store, "shop", "web");
+  AddonRecord p = a;
+  p.environment_id = prod.environment_id;
+  ASSERT_TRUE(store->CreateAddon(p).ok());
+
+  ASSERT_TRUE(store->DeleteEnvironment(staging->id).ok());
+  EXPECT_EQ(store->ListAddons(0)->size(), 1u);
+  EXPECT_TRUE(store->ListBackups(0)->empty());
+  EXPECT_TRUE(store->ListCronRuns(0, 0)->empty());
 }
 
 }  // namespace
