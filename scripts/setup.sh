@@ -13,8 +13,10 @@ PACKAGES=(
   zlib1g-dev libbrotli-dev
   # tests: unit tests, the ACME test server, the libFuzzer build (clang + its runtime)
   libgtest-dev libgmock-dev libbenchmark-dev pebble clang libclang-rt-14-dev
-  # runtimes the example apps and the builder use
-  python3 python3-venv python3-pip python3-fastapi python3-uvicorn
+  # the add-ons Slipway runs for apps: real PostgreSQL and Redis servers
+  postgresql redis-server
+  # runtimes the example apps and the builder use, and the example apps' database drivers
+  python3 python3-venv python3-pip python3-fastapi python3-uvicorn python3-psycopg2 python3-redis
 )
 
 # Node: Debian's nodejs/npm are fine, but a node installed another way (NodeSource,
