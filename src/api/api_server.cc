@@ -23,9 +23,11 @@
 #include <thread>
 
 #include "common/archive.h"
+#include "common/cron.h"
 #include "common/fs.h"
 #include "common/names.h"
 #include "common/run_stream.h"
+#include "config/config.h"
 
 namespace slipway {
 
@@ -457,11 +459,16 @@ class ApiServerImpl final : public ApiServer {
       if (s[3] == "rollback") return Rollback(s[2], t, body);
       if (s[3] == "scale") return Scale(s[2], t, body);
     }
+    if (s.size() == 5 && s[1] == "projects" && s[3] == "cron" && s[4] == "runs") {
+      if (method == http::verb::post) return RunCron(s[2], t);
+      if (method == http::verb::get) return ListCronRuns(s[2], t);
+    }
     if (method != http::verb::get) return Error(NotFound("no such API route"));
     if (s.size() == 2 && s[1] == "health") {
       return Reply{200, json{{"ok", true}, {"service", "slipway"}}};
     }
     if (s.size() == 3 && s[1] == "deployments") return GetDeployment(s[2], t);
+    if (s.size() == 3 && s[1] == "cron-runs") return GetCronRun(s[2], t);
     if (s.size() == 2 && s[1] == "projects") return ListProjects();
     if (s.size() == 2 && info_sources_.count(s[1])) {
       auto info = info_sources_[s[1]]();
@@ -762,18 +769,99 @@ class ApiServerImpl final : public ApiServer {
     ASSIGN_OR_RETURN(EnvironmentRecord env, store_.GetEnvironmentById(svc.environment_id));
     ASSIGN_OR_RETURN(ProjectRecord project_record, store_.GetProjectById(svc.project_id));
     const std::string& project = project_record.name;
-    return json{{"id", dep.id},
-                {"service", svc.name},
-                {"project", project},
-                {"environment", env.name},
-                {"status", dep.status},
-                {"error", dep.error},
-                {"source", dep.source},
-                {"release_id", dep.release_id},
-                {"active", svc.active_deployment_id == dep.id},
-                {"url", engine_.ServiceUrl(project, env.name, svc.name)},
-                {"created_at", dep.created_at},
-                {"finished_at", dep.finished_at}};
+    ServiceConfig config;
+    if (auto parsed = ServiceConfigFromJson(dep.config_json); parsed.ok()) config = *parsed;
+    json out{{"id", dep.id},
+             {"service", svc.name},
+             {"project", project},
+             {"environment", env.name},
+             {"status", dep.status},
+             {"error", dep.error},
+             {"source", dep.source},
+             {"release_id", dep.release_id},
+             {"active", svc.active_deployment_id == dep.id},
+             {"type", config.type},
+             {"url", config.type == "web" ? engine_.ServiceUrl(project, env.name, svc.name) : ""},
+             {"created_at", dep.created_at},
+             {"finished_at", dep.finished_at}};
+    if (config.type == "cron") {
+      out["schedule"] = config.cron_schedule;
+      if (auto schedule = CronSchedule::Parse(config.cron_schedule); schedule.ok()) {
+        if (auto next = schedule->Next(std::chrono::system_clock::now())) {
+          out["next_run"] =
+              std::chrono::duration_cast<std::chrono::milliseconds>(next->time_since_epoch())
+                  .count();
+        }
+      }
+    }
+    return out;
+  }
+
+  static json CronRunJson(const CronRunRecord& r, const std::string& service) {
+    return json{
+        {"id", r.id},
+        {"service", service},
+        {"deployment_id", r.deployment_id},
+        {"trigger", r.trigger},
+        {"scheduled_for", r.scheduled_for},
+        {"status", r.status},
+        {"exit_code", r.exit_code},
+        {"message", r.message},
+        {"started_at", r.started_at},
+        {"finished_at", r.finished_at},
+        {"duration_ms",
+         r.finished_at != 0 && r.started_at != 0 ? r.finished_at - r.started_at : int64_t{0}}};
+  }
+
+  // POST /v1/projects/<p>/cron/runs?service=S&env=E: starts a run now; 202 with it.
+  Reply RunCron(const std::string& project, const ParsedTarget& t) {
+    auto svc = ResolveService(project, t);
+    if (!svc.ok()) return Error(svc.status());
+    auto run = engine_.RunCron(project, t.Get("env", "production"), svc->name);
+    if (!run.ok()) return Error(run.status());
+    return Reply{202, CronRunJson(*run, svc->name)};
+  }
+
+  // GET /v1/projects/<p>/cron/runs?service=S&env=E&limit=N: the latest runs, newest first.
+  Reply ListCronRuns(const std::string& project, const ParsedTarget& t) {
+    auto svc = ResolveService(project, t);
+    if (!svc.ok()) return Error(svc.status());
+    const int limit = static_cast<int>(std::clamp(t.GetInt("limit", 20), 1LL, 1000LL));
+    auto runs = engine_.CronRuns(project, t.Get("env", "production"), svc->name, limit);
+    if (!runs.ok()) return Error(runs.status());
+    json out = json::array();
+    for (const auto& r : *runs) out.push_back(CronRunJson(r, svc->name));
+    return Reply{200, json{{"service", svc->name}, {"runs", out}}};
+  }
+
+  // GET /v1/cron-runs/ID?log_offset=N&wait_ms=M: the run and its log from offset,
+  // long-polling like a deployment.
+  Reply GetCronRun(const std::string& id_text, const ParsedTarget& t) {
+    int64_t id = 0;
+    try {
+      id = std::stoll(id_text);
+    } catch (...) {
+      return Error(InvalidArgument("\"" + id_text + "\" is not a cron run id"));
+    }
+    uint64_t offset = static_cast<uint64_t>(std::max(0LL, t.GetInt("log_offset", 0)));
+    long long wait_ms = std::clamp(t.GetInt("wait_ms", 0), 0LL, static_cast<long long>(kMaxWaitMs));
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+    while (true) {
+      auto run = store_.GetCronRun(id);
+      if (!run.ok()) return Error(run.status());
+      const bool finished = run->status != kRunRunning;
+      bool news = FileSize(run->log_path) > offset || finished;
+      if (news || std::chrono::steady_clock::now() >= deadline || stopping_.load()) {
+        auto svc = store_.GetService(run->service_id);
+        json out = CronRunJson(*run, svc.ok() ? svc->name : "");
+        auto [text, next] = ReadFrom(run->log_path, offset);
+        out["log"] = text;
+        out["log_offset"] = next;
+        out["finished"] = finished;
+        return Reply{200, out};
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
   }
 
   static bool Finished(const std::string& status) {
@@ -820,18 +908,25 @@ class ApiServerImpl final : public ApiServer {
                             {"restarts", r.restarts},
                             {"pid", r.pid}});
       }
-      out.push_back({{"name", s.name},
-                     {"project", s.project},
-                     {"environment", s.environment},
-                     {"url", s.url},
-                     {"kind", s.kind},
-                     {"active_deployment_id", s.active_deployment_id},
-                     {"active_status", s.active_status},
-                     {"latest_deployment_id", s.latest_deployment_id},
-                     {"latest_status", s.latest_status},
-                     {"health", s.health},
-                     {"notice", s.notice},
-                     {"replicas", replicas}});
+      json service{{"name", s.name},
+                   {"project", s.project},
+                   {"environment", s.environment},
+                   {"type", s.type},
+                   {"url", s.url},
+                   {"kind", s.kind},
+                   {"active_deployment_id", s.active_deployment_id},
+                   {"active_status", s.active_status},
+                   {"latest_deployment_id", s.latest_deployment_id},
+                   {"latest_status", s.latest_status},
+                   {"health", s.health},
+                   {"notice", s.notice},
+                   {"replicas", replicas}};
+      if (s.type == "cron") {
+        service["schedule"] = s.schedule;
+        service["next_run"] = s.next_run;
+        service["last_run"] = s.last_run ? CronRunJson(*s.last_run, s.name) : json(nullptr);
+      }
+      out.push_back(std::move(service));
     }
     return out;
   }

@@ -21,6 +21,9 @@
 //   DELETE /v1/projects/P/environments/E          stops, removes (not "production")
 //   POST /v1/projects/P/run?service=S&env=E       {"argv", "timeout_seconds"}: a one-off
 //                                                 command; streamed run-stream frames
+//   POST /v1/projects/P/cron/runs?service=S&env=E  a cron service's run, now
+//   GET  /v1/projects/P/cron/runs?service=S&env=E&limit=N   its latest runs
+//   GET  /v1/cron-runs/ID?log_offset=N&wait_ms=M   a run + its log from offset (long-poll)
 //   GET  /v1/metrics, /v1/certs                   per-route edge metrics; TLS certificates
 //
 // Every secret value in an answer is replaced by *** (except variables listed with

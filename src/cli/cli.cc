@@ -14,6 +14,7 @@
 #include "cli/api_client.h"
 #include "cli/cli_util.h"
 #include "cli/config_command.h"
+#include "cli/cron_command.h"
 #include "cli/edge_command.h"
 #include "cli/server_command.h"
 #include "common/archive.h"
@@ -32,54 +33,19 @@ using json = nlohmann::json;
 
 constexpr uint64_t kMaxUploadBytes = 512ull << 20;
 
-std::string BaseName(const std::string& dir) {
-  std::filesystem::path p = std::filesystem::path(AbsolutePath(dir)).lexically_normal();
-  if (p.filename().empty()) p = p.parent_path();  // "/x/app/" names "app"
-  return p.filename().string();
-}
-
-// The project a command acts on: --project, else the config's name in `dir`.
-Result<std::string> ResolveProject(const std::string& flag, const std::string& dir) {
-  if (!flag.empty()) return flag;
-  ASSIGN_OR_RETURN(ProjectConfig config, LoadProjectConfig(dir, BaseName(dir)));
-  return config.name;
-}
-
-bool LooksLikeAppDir(const std::string& dir) {
-  for (const char* f : {"slipway.toml", "Procfile", "requirements.txt", "pyproject.toml",
-                        "package.json", "index.html"}) {
-    if (PathExists(dir + "/" + f)) return true;
-  }
-  return false;
-}
-
-std::string FormatTime(int64_t unix_millis) {
-  if (unix_millis <= 0) return "-";
-  std::string t = FormatTimestamp(unix_millis);  // 2026-11-21T23:31:53.123Z
-  return t.substr(0, 10) + " " + t.substr(11, 8);
-}
-
-std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
-
-void PrintTable(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> widths;
-  for (const auto& row : rows) {
-    for (size_t i = 0; i < row.size(); ++i) {
-      if (widths.size() <= i) widths.push_back(0);
-      widths[i] = std::max(widths[i], row[i].size());
-    }
-  }
-  for (const auto& row : rows) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
-    }
-    std::printf("%s\n", line.c_str());
-  }
-}
-
 // ---- up ---------------------------------------------------------------------
+
+// What `up` says of a service that went live: its URL, or what a worker or cron job does.
+std::string LiveLine(const std::string& service, const json& deployment) {
+  const std::string type = deployment.value("type", "web");
+  if (type == "worker") return service + " is running (a worker: no URL)";
+  if (type == "cron") {
+    return service + " is scheduled: " + deployment.value("schedule", "") + " (UTC), next run " +
+           FormatTime(deployment.value("next_run", 0LL)) + "; `slipway cron run " + service +
+           "` runs it now";
+  }
+  return service + " is live at " + deployment.value("url", "");
+}
 
 struct UpOptions {
   std::string dir = ".";
@@ -180,7 +146,7 @@ int Up(const UpOptions& opts) {
     if (!done.ok()) return PrintError(done.status());
     std::string status = (*done)["status"];
     if (status == "ACTIVE") {
-      live.push_back(service + " is live at " + (*done)["url"].get<std::string>());
+      live.push_back(LiveLine(service, *done));
     } else {
       failures++;
       std::fprintf(stderr, "error: %s: deployment %lld %s: %s\n", service.c_str(),
@@ -207,11 +173,18 @@ void PrintServices(const std::string& project, const json& services) {
       if (r.value("state", "") == "running") running++;
     }
     std::string kind = s.value("kind", "");
+    const std::string type = s.value("type", "web");
     std::string replicas =
         kind == "static" ? "static" : std::to_string(running) + "/" + std::to_string(total);
+    std::string where = s.value("url", "");
+    if (type == "worker") where = "(worker)";
+    if (type == "cron") {
+      replicas = "cron";
+      where = s.value("schedule", "") + " UTC, next " + FormatTime(s.value("next_run", 0LL));
+    }
     rows.push_back({s.value("name", ""), active ? "#" + std::to_string(active) : "-",
                     active ? s.value("active_status", "") : "NOT DEPLOYED", replicas,
-                    s.value("health", ""), s.value("url", "")});
+                    s.value("health", ""), where});
     if (!s.value("notice", "").empty()) {
       notes.push_back("  " + s.value("name", "") + ": " + s.value("notice", ""));
     }
@@ -318,7 +291,7 @@ int RollbackCommand(const RollbackOptions& opts) {
                  (*done)["error"].get<std::string>().c_str());
     return 1;
   }
-  std::printf("%s is live at %s\n", service.c_str(), (*done)["url"].get<std::string>().c_str());
+  std::printf("%s\n", LiveLine(service, *done).c_str());
   return 0;
 }
 
@@ -691,7 +664,7 @@ int FollowVariableDeployments(const ApiClient& client, const json& answer) {
       rc = 1;
       continue;
     }
-    std::printf("%s is live at %s\n", service.c_str(), (*done)["url"].get<std::string>().c_str());
+    std::printf("%s\n", LiveLine(service, *done).c_str());
   }
   if (answer["deployments"].empty()) std::printf("no running service to apply them to\n");
   return rc;
@@ -951,6 +924,23 @@ int RunCli(int argc, char** argv) {
     sub->add_option("--project,-p", env_opts.project, "Project [from the current directory]");
   }
 
+  CronOptions cron_opts;
+  auto* cron_cmd = app.add_subcommand("cron", "Show cron services and their runs; run one now");
+  cron_cmd->require_subcommand(1);
+  auto* cron_list =
+      cron_cmd->add_subcommand("list", "Each cron service: schedule, next and last run");
+  auto* cron_runs = cron_cmd->add_subcommand("runs", "A cron service's runs, newest first");
+  cron_runs->add_option("service", cron_opts.service, "Cron service")->required();
+  cron_runs->add_option("--limit,-n", cron_opts.limit, "How many [20]");
+  auto* cron_run = cron_cmd->add_subcommand(
+      "run", "Start a run now and print its output; exits with the run's exit code");
+  cron_run->add_option("service", cron_opts.service, "Cron service")->required();
+  cron_run->add_flag("--detach,-d", cron_opts.detach, "Return once the run has started");
+  for (auto* sub : {cron_list, cron_runs, cron_run}) {
+    sub->add_option("--project,-p", cron_opts.project, "Project [from the current directory]");
+    sub->add_option("--env,-e", cron_opts.env, "Environment [production]");
+  }
+
   try {
     app.parse(static_cast<int>(args.size()), args.data());
   } catch (const CLI::ParseError& e) {
@@ -977,6 +967,9 @@ int RunCli(int argc, char** argv) {
   if (env_list->parsed()) return EnvList(env_opts);
   if (env_create->parsed()) return EnvCreate(env_opts);
   if (env_delete->parsed()) return EnvDelete(env_opts);
+  if (cron_list->parsed()) return CronListCommand(cron_opts);
+  if (cron_runs->parsed()) return CronRunsCommand(cron_opts);
+  if (cron_run->parsed()) return CronRunCommand(cron_opts);
   return 1;
 }
 

@@ -2,10 +2,63 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <stdexcept>
 
+#include "common/clock.h"
+#include "common/fs.h"
+#include "config/config.h"
+
 namespace slipway {
+
+std::string BaseName(const std::string& dir) {
+  std::filesystem::path p = std::filesystem::path(AbsolutePath(dir)).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();  // "/x/app/" names "app"
+  return p.filename().string();
+}
+
+// The project a command acts on: --project, else the config's name in `dir`.
+Result<std::string> ResolveProject(const std::string& flag, const std::string& dir) {
+  if (!flag.empty()) return flag;
+  ASSIGN_OR_RETURN(ProjectConfig config, LoadProjectConfig(dir, BaseName(dir)));
+  return config.name;
+}
+
+bool LooksLikeAppDir(const std::string& dir) {
+  for (const char* f : {"slipway.toml", "Procfile", "requirements.txt", "pyproject.toml",
+                        "package.json", "index.html"}) {
+    if (PathExists(dir + "/" + f)) return true;
+  }
+  return false;
+}
+
+std::string FormatTime(int64_t unix_millis) {
+  if (unix_millis <= 0) return "-";
+  std::string t = FormatTimestamp(unix_millis);  // 2026-11-21T23:31:53.123Z
+  return t.substr(0, 10) + " " + t.substr(11, 8);
+}
+
+std::string FirstLine(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+void PrintTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (widths.size() <= i) widths.push_back(0);
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+    }
+    std::printf("%s\n", line.c_str());
+  }
+}
 
 int PrintError(const Status& st) {
   std::fprintf(stderr, "error: %s\n", st.message().c_str());

@@ -23,6 +23,7 @@
 #include "common/fs.h"
 #include "common/names.h"
 #include "config/config.h"
+#include "deploy/cron_runner.h"
 #include "deploy/watch.h"
 
 namespace slipway {
@@ -30,6 +31,11 @@ namespace slipway {
 namespace {
 
 constexpr int kLogTailLines = 15;
+constexpr int kCronLogRuns = 50;  // runs whose logs `slipway logs` shows for a cron service
+
+int64_t UnixMillisOf(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
 constexpr const char* kBasePath = "/usr/local/bin:/usr/bin:/bin";
 constexpr size_t kMaxVariableBytes = 64 * 1024;
 
@@ -183,6 +189,10 @@ class DeployEngine::Impl {
           "apps are not isolated from each other: {}",
           options_.isolate_apps ? "the server does not run as root" : "isolation is turned off");
     }
+    cron_ = std::make_unique<CronRunner>(store_, supervisor_, clock_,
+                                         [this](int64_t deployment_id, int64_t run_id) {
+                                           return CronRunSpec(deployment_id, run_id);
+                                         });
     monitor_ = std::thread([this] { MonitorLoop(); });
     watcher_ = std::thread([this] { WatchLoop(); });
     return Status::Ok();
@@ -217,6 +227,14 @@ class DeployEngine::Impl {
     if (replicas.ok()) {
       for (const auto& r : *replicas) {
         if (std::find(out.begin(), out.end(), r.log_path) == out.end()) out.push_back(r.log_path);
+      }
+    }
+    // A cron deployment's output is its runs' logs, oldest first.
+    if (auto dep = store_.GetDeployment(id); dep.ok()) {
+      if (auto runs = store_.ListCronRuns(dep->service_id, kCronLogRuns); runs.ok()) {
+        for (auto it = runs->rbegin(); it != runs->rend(); ++it) {
+          if (it->deployment_id == id && !it->log_path.empty()) out.push_back(it->log_path);
+        }
       }
     }
     return out;
@@ -258,19 +276,6 @@ class DeployEngine::Impl {
     if (request.only_services.empty()) {
       for (const auto& s : config.services) chosen.push_back(&s);
     }
-    // Workers and cron jobs are read from the config but not run yet (issue 6): say so
-    // rather than deploy them as web services that never open a port.
-    std::erase_if(chosen, [&](const ServiceConfig* s) {
-      if (s->type == "web") return false;
-      config.warnings.push_back("service \"" + s->name + "\" (" + s->type + ") is not deployed: " +
-                                s->type + " services are not run by this version of Slipway yet");
-      return true;
-    });
-    if (chosen.empty()) {
-      return InvalidArgument(config.source + ": no web service to deploy (" +
-                             std::to_string(config.services.size()) +
-                             " declared; workers and cron jobs are not run yet)");
-    }
 
     // Monorepos: a service with watchPatterns whose watched files and config are what its
     // active deployment was made from is not redeployed, unless named with --service.
@@ -308,6 +313,10 @@ class DeployEngine::Impl {
       (void)plan;
       source_dirs.push_back(dir);
     }
+
+    // The add-ons the config declares exist (and run) before the variables that refer
+    // to them are resolved; provisioning one takes a few seconds, once.
+    RETURN_IF_ERROR(EnsureAddons(config, request.environment));
 
     // Variables are resolved now, so a missing reference fails `slipway up` at once and
     // nothing deployed changes.
@@ -377,6 +386,34 @@ class DeployEngine::Impl {
     }
     RefreshMasker();
     return accepted;
+  }
+
+  // Provisions the add-ons the config declares (warnings go to `config`).
+  Status EnsureAddons(ProjectConfig& config, const std::string& environment) {
+    for (const AddonConfig& a : config.addons) {
+      if (std::any_of(config.services.begin(), config.services.end(),
+                      [&](const ServiceConfig& s) { return s.name == a.name; })) {
+        return InvalidArgument(config.source + ": add-on \"" + a.name +
+                               "\" has the name of a service; ${{ " + a.name +
+                               ".KEY }} must name one of them: rename the add-on");
+      }
+      if (options_.addons == nullptr) {
+        config.warnings.push_back("add-on \"" + a.name + "\" (" + a.kind +
+                                  ") is not provisioned: this Slipway runs without add-ons");
+        continue;
+      }
+      AddonRequest request;
+      request.project = config.name;
+      request.environment = environment;
+      request.kind = a.kind;
+      request.name = a.name;
+      auto ensured = options_.addons->Ensure(request);
+      if (!ensured.ok()) {
+        return ensured.status().WithContext("add-on \"" + a.name + "\" (" + a.kind + ") of " +
+                                            config.source);
+      }
+    }
+    return Status::Ok();
   }
 
   // The watch digest recorded with the release of the service's active deployment, ""
@@ -534,9 +571,43 @@ class DeployEngine::Impl {
     for (const auto& [k, v] : UserVariables(ld)) env[k] = v;
     AddPlatformEnv(env, Names{ld.project, ld.environment, ld.service});
     env["SLIPWAY_DEPLOYMENT_ID"] = std::to_string(ld.id);
-    env["PORT"] = std::to_string(port);
+    if (port != 0) env["PORT"] = std::to_string(port);  // workers and cron runs have none
     env["SLIPWAY_REPLICA_INDEX"] = std::to_string(index);
     return env;
+  }
+
+  static bool IsWeb(const LiveDeployment& ld) { return ld.config.type == "web"; }
+
+  // The process of a cron run: the deployment's start command in its release, with the
+  // app's environment (no PORT), isolated like a replica; its log beside the deployment's.
+  Result<ReplicaSpec> CronRunSpec(int64_t deployment_id, int64_t run_id) {
+    std::optional<LiveDeployment> ld;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = live_.find(deployment_id);
+      if (it != live_.end()) ld = it->second;
+    }
+    if (!ld) {
+      ASSIGN_OR_RETURN(DeploymentRecord dep, store_.GetDeployment(deployment_id));
+      ld = Recorded(dep);
+    }
+    if (!ld || !IsDirectory(ld->manifest.app_dir)) {
+      return FailedPrecondition("the release of deployment " + std::to_string(deployment_id) +
+                                " is not on disk");
+    }
+    ReplicaSpec spec;
+    spec.command = ld->manifest.start_command;
+    spec.cwd = ld->manifest.app_dir;
+    spec.env = AppEnv(*ld, 0, 0);
+    spec.env.erase("SLIPWAY_REPLICA_INDEX");
+    spec.env["SLIPWAY_CRON_RUN_ID"] = std::to_string(run_id);
+    spec.mask_env.assign(ld->env.secret.begin(), ld->env.secret.end());
+    spec.log_path = DeploymentDir(deployment_id) + "/cron-" + std::to_string(run_id) + ".log";
+    spec.run_dir = options_.home + "/run/cron-" + std::to_string(run_id);
+    RETURN_IF_ERROR(MakeDirs(DeploymentDir(deployment_id)));
+    (void)RemoveTree(spec.run_dir);
+    ASSIGN_OR_RETURN(spec.sandbox, SandboxFor(*ld, spec.run_dir + "/scratch"));
+    return spec;
   }
 
   void RunDeployment(Job& job) {
@@ -627,7 +698,10 @@ class DeployEngine::Impl {
   }
 
   Result<LiveReplica> StartReplica(const LiveDeployment& ld, int index) {
-    ASSIGN_OR_RETURN(int port, PickFreePort());
+    int port = 0;
+    if (IsWeb(ld)) {
+      ASSIGN_OR_RETURN(port, PickFreePort());
+    }
     LiveReplica r;
     r.index = index;
     r.port = port;
@@ -747,16 +821,19 @@ class DeployEngine::Impl {
   // replica is stopped and the error says why, with the app's last log lines.
   Result<LiveReplica> StartHealthy(const LiveDeployment& ld, int index) {
     ASSIGN_OR_RETURN(LiveReplica r, StartReplica(ld, index));
-    Status health = WaitHealthy(HealthSpec(ld, r.port), clock_,
-                                [&] { return supervisor_.Running(r.handle) && !stopping_.load(); });
+    auto running = [&] { return supervisor_.Running(r.handle) && !stopping_.load(); };
+    Status health = IsWeb(ld) ? WaitHealthy(HealthSpec(ld, r.port), clock_, running)
+                              : WaitWorkerStarted(running);
     if (!health.ok()) {
       std::string reason = health.message();
       if (!supervisor_.Running(r.handle)) {
         // Give the shim a moment to record the exit code it saw.
         auto code = WaitForExitCode(r.handle);
-        reason = code ? "app exited with code " + std::to_string(*code) +
-                            " before its health check passed"
-                      : "app exited before its health check passed";
+        const std::string when =
+            IsWeb(ld) ? " before its health check passed"
+                      : " within its first " + std::to_string(kWorkerStartSeconds) + " seconds";
+        reason =
+            code ? "app exited with code " + std::to_string(*code) + when : "app exited" + when;
       }
       if (stopping_.load()) reason = "interrupted: the daemon stopped during this deploy";
       std::string tail = LogTail(r.spec.log_path, "last lines of the app's log:");
@@ -766,6 +843,17 @@ class DeployEngine::Impl {
     r.state = "running";
     SaveReplicaState(ld, r);
     return r;
+  }
+
+  // A worker has no health check: it counts as started once it kept running for
+  // kWorkerStartSeconds, so a worker that fails at start fails its deploy.
+  Status WaitWorkerStarted(const std::function<bool()>& running) {
+    const auto until = clock_.Monotonic() + std::chrono::seconds(kWorkerStartSeconds);
+    while (clock_.Monotonic() < until) {
+      if (!running()) return Unavailable("app exited within its first seconds");
+      clock_.SleepFor(std::chrono::milliseconds(50));
+    }
+    return running() ? Status::Ok() : Unavailable("app exited within its first seconds");
   }
 
   // Runs the pre-deploy command, starts the replicas, waits for their health, switches
@@ -780,7 +868,12 @@ class DeployEngine::Impl {
       }
     }
     (void)store_.AddEvent(ld.service_id, ld.id, "deploy.started", "starting replicas");
-    if (ld.manifest.kind != "static") {
+    const bool cron = ld.config.type == "cron";
+    if (cron) {
+      if (Status st = CronSchedule::Parse(ld.config.cron_schedule).status(); !st.ok()) {
+        return Fail(ld.service_id, ld.id, kDeployFailed, st.message());
+      }
+    } else if (ld.manifest.kind != "static") {
       for (int i = 0; i < std::max(1, ld.config.num_replicas); ++i) {
         auto r = StartHealthy(ld, i);
         if (!r.ok()) {
@@ -791,7 +884,9 @@ class DeployEngine::Impl {
         ld.replicas.push_back(std::move(*r));
       }
       (void)store_.AddEvent(ld.service_id, ld.id, "health.passed",
-                            std::to_string(ld.replicas.size()) + " replica(s) healthy");
+                            std::to_string(ld.replicas.size()) +
+                                (IsWeb(ld) ? " replica(s) healthy"
+                                           : " replica(s) started (a worker: no health check)"));
     }
 
     int64_t previous = 0;
@@ -804,7 +899,8 @@ class DeployEngine::Impl {
       ld.previous_id = previous;
       const AutoRollbackConfig& ar = ld.config.auto_rollback;
       // A rollback is not watched: rolling it back would bring back what it replaced.
-      if (pre_deploy && ar.enabled && ar.watch_seconds > 0 && previous != 0) {
+      // Workers and cron jobs take no traffic and have no health check to watch.
+      if (pre_deploy && IsWeb(ld) && ar.enabled && ar.watch_seconds > 0 && previous != 0) {
         ld.watch_until = now + std::chrono::seconds(ar.watch_seconds);
         ld.next_probe = now + std::chrono::seconds(ld.config.healthcheck_interval);
       }
@@ -813,11 +909,30 @@ class DeployEngine::Impl {
     PublishRoutes();
     (void)store_.SetActiveDeployment(ld.service_id, ld.id);
     (void)store_.SetDeploymentStatus(ld.id, kActive);
-    (void)store_.AddEvent(ld.service_id, ld.id, "deploy.active",
-                          "deployment " + std::to_string(ld.id) + " is live at " +
-                              Url(ld.project, ld.environment, ld.service));
+    std::string live_message = "deployment " + std::to_string(ld.id);
+    if (cron) {
+      ScheduleCron(ld);
+      live_message += " is scheduled (" + ld.config.cron_schedule + " UTC)";
+    } else if (IsWeb(ld)) {
+      live_message += " is live at " + Url(ld.project, ld.environment, ld.service);
+    } else {
+      live_message += " is running (a worker: no URL)";
+    }
+    (void)store_.AddEvent(ld.service_id, ld.id, "deploy.active", live_message);
     if (previous != 0 && previous != ld.id) RetireLater(previous, ld.config, ld.id);
     PruneReleases(ld.service_id, ld.config.keep_releases);
+  }
+
+  void ScheduleCron(const LiveDeployment& ld) {
+    CronJob job;
+    job.service_id = ld.service_id;
+    job.deployment_id = ld.id;
+    job.label = ld.project + "/" + ld.service;
+    if (ld.environment != "production") job.label += " (" + ld.environment + ")";
+    job.schedule = ld.config.cron_schedule;
+    if (Status st = cron_->Schedule(job); !st.ok()) {
+      spdlog::error("{}: {}", job.label, st.message());
+    }
   }
 
   std::optional<int> WaitForExitCode(const ReplicaHandle& handle) {
@@ -876,6 +991,15 @@ class DeployEngine::Impl {
     return true;
   }
 
+  // A deploy never stops a cron run: the deployment it runs in stays DRAINING until it
+  // ends. False when the engine stopped first (the next daemon waits on).
+  bool WaitForCronRuns(int64_t deployment_id) {
+    while (cron_->Busy(deployment_id)) {
+      if (!SleepUnlessStopping(std::chrono::milliseconds(250))) return false;
+    }
+    return true;
+  }
+
   // Takes a deployment out of service on a thread of its own: DRAINING while its
   // replicas finish what they serve (overlapSeconds, then up to drainingSeconds of the
   // deployment that replaced it), then REMOVED. A ROLLED_BACK deployment keeps that status.
@@ -898,6 +1022,7 @@ class DeployEngine::Impl {
     }
     const int overlap = successor.overlap_seconds;
     const int draining = successor.draining_seconds;
+    const int keep = successor.keep_releases;
     auto done = std::make_shared<std::atomic<bool>>(false);
     std::lock_guard<std::mutex> lock(mu_);
     std::erase_if(retirers_, [](Retirer& r) {
@@ -907,12 +1032,15 @@ class DeployEngine::Impl {
     });
     retirers_.push_back(
         Retirer{std::thread([this, old = std::move(old), deployment_id, successor_id, was_serving,
-                             overlap, draining, done]() mutable {
+                             overlap, draining, keep, done]() mutable {
                   std::vector<size_t> all;
                   for (size_t i = 0; i < old.replicas.size(); ++i) all.push_back(i);
                   auto drained = [this, successor_id] { WatchTrafficOf(successor_id); };
-                  if (DrainAndStop(old, all, overlap, draining, drained) && was_serving) {
+                  if (DrainAndStop(old, all, overlap, draining, drained) &&
+                      WaitForCronRuns(deployment_id) && was_serving) {
                     (void)store_.SetDeploymentStatus(deployment_id, kRemoved);
+                    // Its release was spared while it drained; it may be one too many now.
+                    if (old.service_id != 0) PruneReleases(old.service_id, keep);
                   }
                   done->store(true);
                 }),
@@ -922,7 +1050,8 @@ class DeployEngine::Impl {
   // Deletes the release directories of a service beyond the `keep` newest that went
   // live, sparing every release a deployment is using or about to use.
   void PruneReleases(int64_t service_id, int keep) {
-    auto releases = store_.ListReleases(service_id);  // newest first
+    std::lock_guard<std::mutex> prune_lock(prune_mu_);  // deploys and retirements both prune
+    auto releases = store_.ListReleases(service_id);    // newest first
     auto deployments = store_.ListDeployments(service_id, 100000);
     if (!releases.ok() || !deployments.ok()) return;
     std::set<int64_t> in_use;
@@ -992,6 +1121,7 @@ class DeployEngine::Impl {
         auto it = live_.find(dep_id);
         if (it == live_.end()) continue;
         const LiveDeployment& ld = it->second;
+        if (!IsWeb(ld)) continue;  // workers and cron jobs take no traffic
         Route route;
         route.host = ld.host;
         route.service_label = ld.project + "/" + ld.service;
@@ -1142,10 +1272,15 @@ class DeployEngine::Impl {
         r.state = "starting";
         SaveReplicaState(it->second, r);
       } else {
-        HealthCheckSpec spec = HealthSpec(snapshot, old.port);
-        spec.timeout = std::chrono::seconds(1);
-        Status health = WaitHealthy(spec, clock_, [&] { return supervisor_.Running(old.handle); });
-        if (!health.ok()) continue;
+        if (IsWeb(snapshot)) {
+          HealthCheckSpec spec = HealthSpec(snapshot, old.port);
+          spec.timeout = std::chrono::seconds(1);
+          Status health =
+              WaitHealthy(spec, clock_, [&] { return supervisor_.Running(old.handle); });
+          if (!health.ok()) continue;
+        } else if (!supervisor_.Running(old.handle)) {
+          continue;  // a worker that exited again: the next round restarts it
+        }
         {
           std::lock_guard<std::mutex> lock(mu_);
           auto it = live_.find(a.deployment_id);
@@ -1467,6 +1602,12 @@ class DeployEngine::Impl {
                              ")");
     }
     ASSIGN_OR_RETURN(ServiceRecord svc, ResolveService(project, environment, service));
+    if (auto config = ServiceConfigFromJson(svc.config_json);
+        config.ok() && config->type == "cron") {
+      return FailedPrecondition(service +
+                                " is a cron service: each scheduled run is one process, there "
+                                "are no replicas to scale");
+    }
     auto promise = std::make_shared<std::promise<Status>>();
     auto future = promise->get_future();
     Job job;
@@ -1610,6 +1751,8 @@ class DeployEngine::Impl {
   }
 
   Status Recover() {
+    // Cron runs a previous daemon left going are adopted (or recorded as ended).
+    cron_->Recover();
     // Deploys the previous daemon left half done cannot be resumed safely from the
     // middle of a build: they are failed with the reason, and their leftovers go.
     ASSIGN_OR_RETURN(auto unfinished,
@@ -1662,7 +1805,9 @@ class DeployEngine::Impl {
       LiveDeployment ld = std::move(*recorded);
       const ReleaseManifest* manifest = &ld.manifest;
       std::set<int> have = AdoptReplicas(dep.id, ld);
-      if (manifest->kind != "static") {
+      if (ld.config.type == "cron") {
+        ScheduleCron(ld);
+      } else if (manifest->kind != "static") {
         for (int i = 0; i < std::max(1, ld.config.num_replicas); ++i) {
           if (have.count(i)) continue;
           // Started by the monitor, which routes it once healthy.
@@ -1818,6 +1963,26 @@ class DeployEngine::Impl {
       for (size_t i = 0; i < ld.replicas.size(); ++i) all.push_back(i);
       DrainAndStop(ld, all, 0, ld.config.draining_seconds);
     }
+    for (int64_t id : service_ids) {
+      cron_->Unschedule(id);
+      cron_->StopRuns(id, options_.stop_grace, "stopped: its environment was deleted");
+    }
+    // Add-ons go last, once no app uses them; a postgres add-on leaves a final backup.
+    if (options_.addons != nullptr) {
+      if (auto addons = options_.addons->List(project_name, environment); addons.ok()) {
+        for (const AddonInfo& a : *addons) {
+          auto kept = options_.addons->Remove(project_name, environment, a.name, true);
+          if (!kept.ok()) {
+            return kept.status().WithContext("deleting add-on \"" + a.name + "\" of " +
+                                             environment);
+          }
+          if (!kept->empty()) {
+            spdlog::info("{}: add-on {} of {} removed; its last backup is kept at {}", project_name,
+                         a.name, environment, *kept);
+          }
+        }
+      }
+    }
     // Replicas of deployments still draining on a retirer thread, or left by a crash.
     for (const auto& d : deployments) {
       auto replicas = store_.ListReplicas(d.id);
@@ -1902,6 +2067,44 @@ class DeployEngine::Impl {
     return process;
   }
 
+  // ---- cron services --------------------------------------------------------
+
+  Result<ServiceRecord> CronService(const std::string& project, const std::string& environment,
+                                    const std::string& service) {
+    auto svc = ResolveService(project, environment, service);
+    if (!svc.ok()) {
+      return NotFound("no service \"" + service + "\" in " + project + " (" + environment + ")");
+    }
+    auto config = ServiceConfigFromJson(svc->config_json);
+    if (!config.ok() || config->type != "cron") {
+      return FailedPrecondition(service + " is not a cron service (its type is \"" +
+                                (config.ok() ? config->type : std::string("web")) +
+                                "\"); `slipway run " + service +
+                                " -- CMD` runs a one-off command in any service");
+    }
+    return svc;
+  }
+
+  Result<CronRunRecord> RunCron(const std::string& project, const std::string& environment,
+                                const std::string& service) {
+    ASSIGN_OR_RETURN(ServiceRecord svc, CronService(project, environment, service));
+    if (svc.active_deployment_id == 0) {
+      return FailedPrecondition(service + " (" + environment +
+                                ") has no active deployment to run; deploy it with `slipway up`");
+    }
+    ASSIGN_OR_RETURN(CronRunRecord run, cron_->RunNow(svc.id));
+    (void)store_.AddEvent(svc.id, run.deployment_id, "cron.run",
+                          "run " + std::to_string(run.id) + " started by `slipway cron run`");
+    return run;
+  }
+
+  Result<std::vector<CronRunRecord>> CronRuns(const std::string& project,
+                                              const std::string& environment,
+                                              const std::string& service, int limit) {
+    ASSIGN_OR_RETURN(ServiceRecord svc, CronService(project, environment, service));
+    return store_.ListCronRuns(svc.id, limit);
+  }
+
   // ---- status ---------------------------------------------------------------
 
   Result<std::vector<ServiceStatus>> ProjectStatus(const std::string& project_name,
@@ -1915,8 +2118,19 @@ class DeployEngine::Impl {
       s.project = project.name;
       s.environment = env.name;
       s.name = svc.name;
-      s.url = Url(project.name, env.name, svc.name);
+      s.type = "web";
+      if (auto config = ServiceConfigFromJson(svc.config_json); config.ok()) {
+        s.type = config->type;
+        if (s.type == "cron") s.schedule = config->cron_schedule;
+      }
+      if (s.type == "web") s.url = Url(project.name, env.name, svc.name);
       s.active_deployment_id = svc.active_deployment_id;
+      if (s.type == "cron") {
+        if (auto next = cron_->NextRun(svc.id)) s.next_run = UnixMillisOf(*next);
+        if (auto runs = store_.ListCronRuns(svc.id, 1); runs.ok() && !runs->empty()) {
+          s.last_run = runs->front();
+        }
+      }
       auto latest = store_.ListDeployments(svc.id, 1);
       if (latest.ok() && !latest->empty()) {
         s.latest_deployment_id = latest->front().id;
@@ -1945,6 +2159,8 @@ class DeployEngine::Impl {
           s.kind = ld.manifest.kind;
           if (s.kind == "static") {
             s.health = "static";
+          } else if (s.type == "cron") {
+            s.health = "scheduled";
           } else {
             int running = 0;
             for (const auto& r : ld.replicas) {
@@ -1972,7 +2188,11 @@ class DeployEngine::Impl {
     VariableScope scope;
     scope.project = project_name;
     scope.environment = environment;
-    scope.addon = options_.addons;
+    if (options_.addons != nullptr) {
+      scope.addon = [addons = options_.addons, project_name, environment](const std::string& name) {
+        return addons->Variables(project_name, environment, name);
+      };
+    }
     std::vector<VariableRecord> rows;
     std::vector<ServiceRecord> stored;
     auto project = store_.GetProject(project_name);
@@ -2042,7 +2262,25 @@ class DeployEngine::Impl {
       }
     }
     for (auto& [name, sv] : services) scope.services.push_back(std::move(sv));
+    AddAddonDefaults(project_name, environment, scope.shared_config);
     return scope;
+  }
+
+  // The first postgres and the first redis add-on give every service their variables
+  // (DATABASE_URL, PG*; REDIS_URL, REDIS*) as references in the lowest layer, so any
+  // variable of the same name set anywhere wins.
+  void AddAddonDefaults(const std::string& project, const std::string& environment,
+                        std::map<std::string, std::string>& shared) {
+    if (options_.addons == nullptr) return;
+    auto addons = options_.addons->List(project, environment);
+    if (!addons.ok()) return;
+    std::set<std::string> kinds;
+    for (const AddonInfo& a : *addons) {
+      if (!kinds.insert(a.kind).second) continue;
+      for (const auto& [key, value] : a.variables) {
+        shared.emplace(key, "${{ " + a.name + "." + key + " }}");
+      }
+    }
   }
 
   // Stores the values a resolution generated, so later deploys reuse them.
@@ -2306,6 +2544,7 @@ class DeployEngine::Impl {
     monitor_cv_.notify_all();
     if (monitor_.joinable()) monitor_.join();
     if (watcher_.joinable()) watcher_.join();
+    if (cron_) cron_->Shutdown(stop_apps, options_.stop_grace);
     std::vector<std::thread> workers;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -2376,6 +2615,9 @@ class DeployEngine::Impl {
   const std::shared_ptr<const SecretBox> box_;
   std::mutex mask_mu_;
   std::shared_ptr<const Masker> masker_ = std::make_shared<const Masker>();  // guarded by mask_mu_
+
+  std::unique_ptr<CronRunner> cron_;  // made in Start()
+  std::mutex prune_mu_;
 
   std::mutex monitor_mu_;
   std::condition_variable monitor_cv_;
@@ -2459,6 +2701,16 @@ Status DeployEngine::DeleteEnvironment(const std::string& project, const std::st
 }
 Result<std::unique_ptr<Process>> DeployEngine::StartRun(const RunRequest& request) {
   return impl_->StartRun(request);
+}
+Result<CronRunRecord> DeployEngine::RunCron(const std::string& project,
+                                            const std::string& environment,
+                                            const std::string& service) {
+  return impl_->RunCron(project, environment, service);
+}
+Result<std::vector<CronRunRecord>> DeployEngine::CronRuns(const std::string& project,
+                                                          const std::string& environment,
+                                                          const std::string& service, int limit) {
+  return impl_->CronRuns(project, environment, service, limit);
 }
 
 }  // namespace slipway

@@ -11,13 +11,27 @@
 // and hands it to the route sink (the edge). A monitor thread restarts crashed
 // replicas of active deployments with exponential backoff.
 //
+// Service types (ServiceConfig::type):
+//   web     replicas listen on $PORT, health-checked, routed at their URL;
+//   worker  replicas get no PORT and no route; a replica counts as started once it
+//           has kept running for kWorkerStartSeconds; the restart policy applies;
+//   cron    no replicas: its active deployment's start command runs as a one-off on
+//           the schedule (deploy/cron_runner.h); a replaced deployment stays DRAINING
+//           while a run of it is going.
+// The project's add-ons (addons/addons.h) are provisioned when a deploy that declares
+// them is accepted; the first postgres and the first redis add-on of the environment
+// give every service DATABASE_URL, PG* and REDIS_URL, REDIS* (lowest layer: any
+// variable of the same name wins).
+//
 // Thread-safety: every public method may be called from any thread.
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "addons/addons.h"
 #include "common/clock.h"
 #include "common/status.h"
 #include "common/subprocess.h"
@@ -53,8 +67,14 @@ struct EngineOptions {
   // Seals variables and deployment environments; null: a key of the engine's own, lost
   // when it stops (tests).
   std::shared_ptr<const SecretBox> secrets;
-  AddonLookup addons;  // ${{ <addon>.KEY }}; null: the project has no add-ons
+  // The add-on servers (provisioned at deploy, referenced as ${{ <addon>.KEY }},
+  // removed with their environment); null: no add-ons (a config's add-ons are named
+  // in a warning and not provisioned).
+  AddonManager* addons = nullptr;
 };
+
+// How long a worker replica must keep running after its start to count as started.
+inline constexpr int kWorkerStartSeconds = 2;
 
 // One variable as `slipway variables list` shows it.
 struct VariableEntry {
@@ -78,7 +98,8 @@ struct ServiceStatus {
   std::string project;
   std::string environment;
   std::string name;
-  std::string url;
+  std::string type;  // "web", "worker", "cron"
+  std::string url;   // "" for workers and cron jobs
   std::string kind;  // "python", "node", "static", ...
   int64_t active_deployment_id = 0;
   std::string active_status;  // status of the active deployment, "" if none
@@ -87,6 +108,11 @@ struct ServiceStatus {
   std::string health;  // "healthy", "unhealthy", "static", "none"
   std::string notice;  // e.g. why the latest deployment was rolled back automatically
   std::vector<ReplicaStatus> replicas;
+  // Cron services: the schedule, the next slot (unix millis; 0 when not scheduled) and
+  // the latest run.
+  std::string schedule;
+  int64_t next_run = 0;
+  std::optional<CronRunRecord> last_run;
 };
 
 struct DeployRequest {
@@ -194,6 +220,15 @@ class DeployEngine {
   // kFailedPrecondition when the service has no active deployment; kNotFound for an
   // unknown project, environment, service or command.
   Result<std::unique_ptr<Process>> StartRun(const RunRequest& request);
+
+  // Cron services. RunCron starts a run now (kFailedPrecondition while one is going,
+  // or for a service that is not a deployed cron service); CronRuns lists the latest
+  // `limit` runs, newest first. kNotFound for an unknown project, environment or service.
+  Result<CronRunRecord> RunCron(const std::string& project, const std::string& environment,
+                                const std::string& service);
+  Result<std::vector<CronRunRecord>> CronRuns(const std::string& project,
+                                              const std::string& environment,
+                                              const std::string& service, int limit);
 
   // Publishes the routing table again, after something it is built from changed
   // outside the engine (custom domains).

@@ -53,8 +53,13 @@ class ReleasesTest(SlipwayTestCase):
         self.deploy(app, "2")
         third = self.deploy(app, "3")
         self.deploy(app, "4")
-        # keepReleases = 2: the active release and the one before it; 1 and 2 are gone.
-        self.assertEqual(self.releases_on_disk(), sorted([str(third), str(third + 1)]))
+        # keepReleases = 2: the active release and the one before it; 1 and 2 are gone
+        # (2 once it has drained, if it was still draining when 4 went live).
+        wait_until(
+            lambda: self.releases_on_disk() == sorted([str(third), str(third + 1)]),
+            30,
+            f"only releases {third} and {third + 1} on disk (now {self.releases_on_disk()})",
+        )
 
         gone = self.slipway.cli("rollback", "--to", str(first), cwd=app)
         self.assertFailed(gone)
