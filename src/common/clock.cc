@@ -16,7 +16,7 @@ void RealClock::SleepFor(std::chrono::milliseconds d) { std::this_thread::sleep_
 
 // ManualClock starts at a fixed, recognisable instant so tests can assert on it.
 std::chrono::system_clock::time_point ManualClock::Now() const {
-  return std::chrono::system_clock::time_point(std::chrono::milliseconds(1'700'000'000'000LL)) +
+  return std::chrono::system_clock::time_point(std::chrono::milliseconds(start_ms_)) +
          std::chrono::milliseconds(offset_ms_.load());
 }
 std::chrono::steady_clock::time_point ManualClock::Monotonic() const {

@@ -32,12 +32,18 @@ class RealClock final : public Clock {
 // real waiting.
 class ManualClock final : public Clock {
  public:
+  // Wall time starts at 2023-11-14T22:13:20Z (unix 1'700'000'000), or at `start`.
+  ManualClock() = default;
+  explicit ManualClock(std::chrono::system_clock::time_point start)
+      : start_ms_(std::chrono::duration_cast<std::chrono::milliseconds>(start.time_since_epoch())
+                      .count()) {}
   std::chrono::system_clock::time_point Now() const override;
   std::chrono::steady_clock::time_point Monotonic() const override;
   void SleepFor(std::chrono::milliseconds d) override { Advance(d); }
   void Advance(std::chrono::milliseconds d) { offset_ms_ += d.count(); }
 
  private:
+  long long start_ms_ = 1'700'000'000'000LL;
   std::atomic<long long> offset_ms_{0};
 };
 
