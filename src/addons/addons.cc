@@ -627,21 +627,11 @@ class AddonManagerImpl final : public AddonManager {
     return env;
   }
 
-  // The environment, creating the project (and its production environment) if missing.
+  // The environment, creating it and its project when missing (as `slipway up` does).
   Result<EnvironmentRecord> EnsureEnvironment(const std::string& project,
                                               const std::string& environment) {
-    auto p = store_.GetProject(project);
-    if (!p.ok() && p.status().code() == StatusCode::kNotFound) p = store_.EnsureProject(project);
-    if (!p.ok()) return p.status();
-    auto env = store_.GetEnvironment(p->id, environment);
-    if (!env.ok() && env.status().code() == StatusCode::kNotFound && environment == "production") {
-      return store_.EnsureEnvironment(p->id, environment);
-    }
-    if (!env.ok() && env.status().code() == StatusCode::kNotFound) {
-      return NotFound("project " + project + " has no environment \"" + environment +
-                      "\"; create it with `slipway env create " + environment + "`");
-    }
-    return env;
+    ASSIGN_OR_RETURN(ProjectRecord p, store_.EnsureProject(project));
+    return store_.EnsureEnvironment(p.id, environment);
   }
 
   Result<AddonRecord> FindAddon(const std::string& project, const std::string& environment,

@@ -140,8 +140,7 @@ class AddonManager {
 
   // Provisions the add-on (idempotent: an existing one of that name and kind is left as
   // it is and returned) and returns once it accepts connections with its credentials.
-  // A missing project is created (with its production environment); another environment
-  // must exist (kNotFound naming `slipway env create`).
+  // A missing project or environment is created, as `slipway up` does.
   // Errors, one line each:
   //   kFailedPrecondition "PostgreSQL server binaries not found (initdb, postgres in
   //     /usr/lib/postgresql/*/bin or PATH); install them: apt-get install postgresql"

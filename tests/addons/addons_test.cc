@@ -658,10 +658,7 @@ TEST_F(AddonsTest, RedisHasNoBackups) {
 }
 
 TEST_F(AddonsTest, ScheduledBackupsRunAt0300UtcAndOnlyTheNewestAreKept) {
-  auto project = g->store->GetProject(kProject);
-  ASSERT_TRUE(project.ok());
-  ASSERT_TRUE(g->store->EnsureEnvironment(project->id, "staging").ok());
-  AddonRequest req;
+  AddonRequest req;  // staging does not exist yet: Ensure creates it
   req.project = kProject;
   req.environment = "staging";
   req.kind = "postgres";
