@@ -362,7 +362,6 @@ class AddonManagerImpl final : public AddonManager {
     ASSIGN_OR_RETURN(rec, store_.GetAddon(rec.id));  // the monitor may have restarted it
     RETURN_IF_ERROR(StopServer(rec));
     rt->removed = true;
-    KillProcessesIn(DataDir(rec));
     for (const std::string& path : {rec.data_dir, SocketDir(rec.id), rec.run_dir, rec.log_path}) {
       if (!path.empty()) RETURN_IF_ERROR(RemoveTree(path));
     }
@@ -799,15 +798,15 @@ class AddonManagerImpl final : public AddonManager {
   // Starts the server of `rec` under a shim of its own, recording the handle in `rec`
   // (the caller saves it). The port must be free and nothing of an earlier run left.
   Status StartServer(AddonRecord& rec) {
+    // Leftovers of a server whose shim is gone (a postmaster, its backends) hold the data
+    // dir and the port; a stale postmaster.pid could name a pid reused by another process.
+    if (int killed = KillProcessesIn(DataDir(rec)); killed > 0) {
+      spdlog::warn("{}: killed {} leftover process(es) of an earlier run", Describe(rec), killed);
+    }
     if (PortInUse(rec.port)) {
       return FailedPrecondition("port " + std::to_string(rec.port) +
                                 " on 127.0.0.1, which the add-on's URLs hold, is in use by another "
-                                "process; stop that process (Slipway keeps retrying)");
-    }
-    // Leftovers of a server whose shim is gone (a postmaster, its backends) hold the data
-    // dir; a stale postmaster.pid could name a pid reused by another process.
-    if (int killed = KillProcessesIn(DataDir(rec)); killed > 0) {
-      spdlog::warn("{}: killed {} leftover process(es) of an earlier run", Describe(rec), killed);
+                                "process; stop that process");
     }
     ReplicaSpec spec;
     spec.cwd = rec.data_dir;
@@ -839,16 +838,18 @@ class AddonManagerImpl final : public AddonManager {
     return Status::Ok();
   }
 
-  // Stops the server if it runs: fast shutdown, SIGKILL after the grace.
+  // Stops the server if it runs: fast shutdown, SIGKILL after the grace. A server whose
+  // shim is gone is killed outright (nothing else would stop it).
   Status StopServer(const AddonRecord& rec) {
     ReplicaHandle handle = HandleOf(rec);
     if (handle.shim_pid == 0) {
-      auto adopted = supervisor_.Adopt(rec.run_dir);
-      if (!adopted.ok()) return Status::Ok();
-      handle = *adopted;
+      if (auto adopted = supervisor_.Adopt(rec.run_dir); adopted.ok()) handle = *adopted;
     }
-    if (!ProcessAlive(handle.shim_pid, handle.shim_start_time)) return Status::Ok();
-    return supervisor_.Stop(handle, options_.stop_grace, StopSignalOf(rec));
+    if (handle.shim_pid != 0 && ProcessAlive(handle.shim_pid, handle.shim_start_time)) {
+      RETURN_IF_ERROR(supervisor_.Stop(handle, options_.stop_grace, StopSignalOf(rec)));
+    }
+    if (!rec.data_dir.empty()) KillProcessesIn(DataDir(rec));
+    return Status::Ok();
   }
 
   Status WriteRedisConfig(const AddonRecord& rec, const std::string& password) {
@@ -958,7 +959,6 @@ class AddonManagerImpl final : public AddonManager {
   // crash interrupted): its server, its files, its record.
   void Discard(const AddonRecord& rec) {
     if (Status st = StopServer(rec); !st.ok()) spdlog::error("{}: {}", rec.name, st.message());
-    if (!rec.data_dir.empty()) KillProcessesIn(DataDir(rec));
     for (const std::string& path : {AddonDir(rec.id), SocketDir(rec.id), RunDir(rec.id),
                                     LogPath(rec.id), BackupDir(rec.id)}) {
       (void)RemoveTree(path);

@@ -475,6 +475,69 @@ TEST_F(AddonsTest, PostgresKilledIsRestartedOnItsPortWithItsData) {
   g->pg = seen;
 }
 
+// The shim gone (killed with the daemon's process group, say) but the postmaster and its
+// backends still running, holding the data dir and the port: they are cleared away and
+// a server of Slipway's own takes over.
+TEST_F(AddonsTest, PostgresLeftWithoutItsShimIsReplaced) {
+  AddonInfo before = Current("production", "postgres");
+  auto rec = g->store->GetAddon(before.id);
+  ASSERT_TRUE(rec.ok());
+  const pid_t old_pid = static_cast<pid_t>(before.pid);
+  ASSERT_EQ(kill(static_cast<pid_t>(rec->shim_pid), SIGKILL), 0);
+  AddonInfo seen;
+  ASSERT_TRUE(
+      PollUntil([&] { return (seen = Current("production", "postgres")).state == "restarting"; }));
+  EXPECT_TRUE(ProcessAlive(old_pid));  // orphaned, still serving
+  EXPECT_NE(seen.error.find("its shim is gone"), std::string::npos) << seen.error;
+  ASSERT_TRUE(PollUntil(
+      [&] {
+        seen = Current("production", "postgres");
+        return seen.state == "running" && seen.pid != old_pid;
+      },
+      [] { g->clock.Advance(100ms); }))
+      << seen.state << ": " << seen.error;
+  EXPECT_FALSE(ProcessAlive(old_pid));
+  EXPECT_EQ(seen.port, before.port);
+  EXPECT_EQ(Psql(Url(), "SELECT count(*) FROM items").text, "3\n");
+  g->pg = seen;
+}
+
+// Another process took the port while the server was down: "failed", retried, and back
+// once the port is free again.
+TEST_F(AddonsTest, PortTakenOnRestartFailsUntilItIsFree) {
+  const AddonInfo before = Current("production", "redis");
+  ASSERT_EQ(kill(static_cast<pid_t>(before.pid), SIGKILL), 0);
+  AddonInfo seen;
+  ASSERT_TRUE(
+      PollUntil([&] { return (seen = Current("production", "redis")).state == "restarting"; }));
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(before.port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0) << std::strerror(errno);
+  ASSERT_EQ(listen(fd, 1), 0);
+  ASSERT_TRUE(PollUntil([&] { return (seen = Current("production", "redis")).state == "failed"; },
+                        [] { g->clock.Advance(100ms); }))
+      << seen.state;
+  EXPECT_NE(seen.error.find("port " + std::to_string(before.port) +
+                            " on 127.0.0.1, which the add-on's URLs hold, is in use by another "
+                            "process"),
+            std::string::npos)
+      << seen.error;
+  EXPECT_NE(seen.error.find("retrying in"), std::string::npos) << seen.error;
+  close(fd);
+  ASSERT_TRUE(PollUntil([&] { return (seen = Current("production", "redis")).state == "running"; },
+                        [] { g->clock.Advance(500ms); }))
+      << seen.state << ": " << seen.error;
+  EXPECT_EQ(seen.port, before.port);
+  EXPECT_EQ(seen.error, "");
+  g->redis = seen;
+}
+
 TEST_F(AddonsTest, ServersOutliveTheManagerAndAreAdoptedByTheNext) {
   const int64_t pg_pid = g->pg.pid, redis_pid = g->redis.pid;
   g->manager->Shutdown(false);
