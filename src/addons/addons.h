@@ -30,8 +30,10 @@
 // Its port taken by another process is such a reason; Slipway keeps retrying.
 //
 // Backups (postgres): `pg_dump --format=custom` of the environment's database into
-// <home>/backups/<addon id>/, written to a ".partial" file, fsynced, checksummed
-// (SHA-256) and renamed: only then is the backup COMPLETED and listed as good. A
+// <home>/backups/<addon id>/<name>-<UTC time>-<backup id>.dump, written to a ".partial"
+// file (by Slipway itself from what pg_dump sends: pg_dump 15 ignores a full disk),
+// fsynced, checksummed (SHA-256) and renamed: only then is the backup COMPLETED and
+// listed as good. A
 // failed backup (the disk full, the server down) is FAILED with the reason, its partial
 // file removed, the database untouched. Scheduled by the add-on's cron schedule
 // (daily at 03:00 UTC unless set) with retention (the newest 7 completed scheduled
@@ -72,6 +74,7 @@ struct AddonOptions {
   // psql); "": the newest /usr/lib/postgresql/<version>/bin, else PATH.
   std::string postgres_bindir;
   std::string redis_server;  // path of redis-server; "": PATH
+  // Required: seals the passwords in the store (the same key at every start).
   std::shared_ptr<const SecretBox> secrets;
   std::chrono::milliseconds stop_grace{std::chrono::seconds(30)};
   // How long a new server may take to accept connections before provisioning fails.
@@ -122,17 +125,22 @@ struct BackupInfo {
 
 class AddonManager {
  public:
-  // Nothing starts here; Start() does.
+  // Nothing starts here; Start() does. kInvalidArgument without a home or secrets.
   static Result<std::unique_ptr<AddonManager>> Create(Store& store, Supervisor& supervisor,
                                                       Clock& clock, AddonOptions options);
   virtual ~AddonManager() = default;
 
   // At daemon start: re-adopts the servers still running from the store, starts those
-  // that are not, and starts the supervision and backup-schedule threads.
+  // that are not (a port taken is recorded as the add-on's error and retried), removes
+  // what a provisioning interrupted by a crash left, marks backups a crash interrupted
+  // FAILED, and starts the supervision and backup-schedule threads. Returns once the
+  // servers accept connections (at most ready_timeout), so the apps recovered next find
+  // their databases up.
   virtual Status Start() = 0;
 
   // Provisions the add-on (idempotent: an existing one of that name and kind is left as
   // it is and returned) and returns once it accepts connections with its credentials.
+  // A missing project or environment is created, as `slipway up` does.
   // Errors, one line each:
   //   kFailedPrecondition "PostgreSQL server binaries not found (initdb, postgres in
   //     /usr/lib/postgresql/*/bin or PATH); install them: apt-get install postgresql"
@@ -141,7 +149,9 @@ class AddonManager {
   //   kFailedPrecondition "port 5432 on 127.0.0.1 is in use by another process; choose
   //     another with --port, or leave --port out for a free one"
   //   kAlreadyExists "... has an add-on named "db" already (redis)" (another kind)
-  //   kInvalidArgument for a bad name (a DNS label), kind or schedule
+  //   kFailedPrecondition "port 5432 on 127.0.0.1 is kept by add-on ..." (another
+  //     add-on's, running or not)
+  //   kInvalidArgument for a bad name (a DNS label), kind, port, schedule or retention
   // A failed provisioning leaves nothing behind (no record, no data dir, no process).
   virtual Result<AddonInfo> Ensure(const AddonRequest& request) = 0;
 
@@ -155,9 +165,11 @@ class AddonManager {
   virtual std::optional<std::map<std::string, std::string>> Variables(
       const std::string& project, const std::string& environment, const std::string& name) = 0;
 
-  // Stops the add-on's server, deletes its data dir and its record. A "before-delete"
-  // backup of a postgres add-on is taken first and its file kept (its path is returned)
-  // unless `keep_backup` is false. kNotFound for an unknown add-on.
+  // Stops the add-on's server, deletes its data dir, its log and its record. A
+  // "before-delete" backup of a postgres add-on is taken first and its file kept (its
+  // path is returned; "" without one) unless `keep_backup` is false; when it fails,
+  // nothing is removed and the error says so. The files of earlier backups stay in
+  // <home>/backups/<addon id>/ too (their records go). kNotFound for an unknown add-on.
   virtual Result<std::string> Remove(const std::string& project, const std::string& environment,
                                      const std::string& name, bool keep_backup) = 0;
 
@@ -178,7 +190,8 @@ class AddonManager {
   // backup or one of another add-on, kFailedPrecondition for a backup not COMPLETED,
   // whose file is missing, whose checksum does not match or that pg_restore rejects
   // ("backup 3 is corrupt: ...; the database is unchanged"), kAlreadyExists for an
-  // existing `database`.
+  // existing `database`, kInvalidArgument for a `database` name that is not
+  // [a-z_][a-z0-9_]* (at most 63). Connections to a replaced database are ended.
   virtual Status Restore(const std::string& project, const std::string& environment,
                          const std::string& name, int64_t backup_id,
                          const std::string& database) = 0;

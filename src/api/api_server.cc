@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
@@ -209,10 +210,12 @@ uint64_t FileSize(const std::string& path) {
 
 class ApiServerImpl final : public ApiServer {
  public:
-  ApiServerImpl(ApiOptions options, Store& store, DeployEngine& engine, int listen_fd, int port)
+  ApiServerImpl(ApiOptions options, Store& store, DeployEngine& engine, AddonManager* addons,
+                int listen_fd, int port)
       : options_(std::move(options)),
         store_(store),
         engine_(engine),
+        addons_(addons),
         listen_fd_(listen_fd),
         port_(port) {}
 
@@ -455,6 +458,9 @@ class ApiServerImpl final : public ApiServer {
         method == http::verb::delete_) {
       return DeleteEnvironment(s[2], s[4]);
     }
+    if (s.size() >= 4 && s[1] == "projects" && (s[3] == "addons" || s[3] == "backups")) {
+      return AddonRoute(method, s, t, body);
+    }
     if (s.size() == 4 && s[1] == "projects" && method == http::verb::post) {
       if (s[3] == "rollback") return Rollback(s[2], t, body);
       if (s[3] == "scale") return Scale(s[2], t, body);
@@ -519,6 +525,7 @@ class ApiServerImpl final : public ApiServer {
 
   // DELETE /v1/projects/<p>/environments/<e>: answers once its replicas are stopped.
   Reply DeleteEnvironment(const std::string& project, const std::string& environment) {
+    // The engine stops the apps first, then removes the add-ons (each backed up).
     if (Status st = engine_.DeleteEnvironment(project, environment); !st.ok()) return Error(st);
     return Reply{200, json{{"project", project}, {"deleted", environment}}};
   }
@@ -1090,6 +1097,171 @@ class ApiServerImpl final : public ApiServer {
                            {"cursor", next_cursor}}};
   }
 
+  // ---- add-ons and backups ----------------------------------------------------------
+
+  // An add-on as answered: the password in no variable (a URL keeps its shape around ***).
+  static json AddonJson(const AddonInfo& a) {
+    std::vector<std::string> passwords;
+    for (const auto& name : a.secret_variables) {
+      auto it = a.variables.find(name);
+      const std::string suffix = "PASSWORD";
+      if (it != a.variables.end() && name.size() >= suffix.size() &&
+          name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+        passwords.push_back(it->second);
+      }
+    }
+    const Masker masker(passwords);
+    json variables = json::object();
+    for (const auto& [name, value] : a.variables) {
+      const bool secret = std::find(a.secret_variables.begin(), a.secret_variables.end(), name) !=
+                          a.secret_variables.end();
+      std::string shown = masker.Mask(value);
+      if (secret && shown == value) shown = "***";
+      variables[name] = shown;
+    }
+    return json{{"id", a.id},
+                {"project", a.project},
+                {"environment", a.environment},
+                {"name", a.name},
+                {"kind", a.kind},
+                {"port", a.port},
+                {"state", a.state},
+                {"error", a.error},
+                {"version", a.version},
+                {"pid", a.pid},
+                {"backup_schedule", a.backup_schedule},
+                {"backup_retention", a.backup_retention},
+                {"variables", variables},
+                {"secret_variables", a.secret_variables}};
+  }
+
+  static json BackupJson(const BackupInfo& b) {
+    return json{{"id", b.id},
+                {"addon", b.addon},
+                {"status", b.status},
+                {"trigger", b.trigger},
+                {"path", b.path},
+                {"bytes", b.bytes},
+                {"sha256", b.sha256},
+                {"error", b.error},
+                {"started_at", b.started_at},
+                {"finished_at", b.finished_at}};
+  }
+
+  // The add-on a backup request names, or the environment's only postgres add-on.
+  Result<std::string> BackupAddon(const std::string& project, const std::string& env,
+                                  const ParsedTarget& t) {
+    std::string name = t.Get("addon");
+    if (!name.empty()) return name;
+    ASSIGN_OR_RETURN(std::vector<AddonInfo> all, addons_->List(project, env));
+    std::vector<std::string> postgres;
+    for (const auto& a : all) {
+      if (a.kind == "postgres") postgres.push_back(a.name);
+    }
+    if (postgres.size() == 1) return postgres.front();
+    if (postgres.empty()) {
+      return NotFound("project " + project + " (" + env +
+                      ") has no postgres add-on to back up; add one with `slipway add postgres`");
+    }
+    std::string names;
+    for (const auto& n : postgres) names += (names.empty() ? "" : ", ") + n;
+    return InvalidArgument("project " + project + " (" + env + ") has several postgres add-ons (" +
+                           names + "): name one with --addon");
+  }
+
+  //   GET|POST /v1/projects/P/addons, DELETE /v1/projects/P/addons/NAME,
+  //   GET|POST /v1/projects/P/backups, POST /v1/projects/P/backups/ID/restore
+  Reply AddonRoute(http::verb method, const std::vector<std::string>& s, const ParsedTarget& t,
+                   const std::string& body) {
+    if (addons_ == nullptr) {
+      return Error(FailedPrecondition("this Slipway server runs no add-ons"));
+    }
+    const std::string& project = s[2];
+    const std::string env = t.Get("env", "production");
+    if (s[3] == "addons" && s.size() == 4 && method == http::verb::get) {
+      auto all = addons_->List(project, env);
+      if (!all.ok()) return Error(all.status());
+      json out = json::array();
+      for (const auto& a : *all) out.push_back(AddonJson(a));
+      return Reply{200, json{{"project", project}, {"environment", env}, {"addons", out}}};
+    }
+    if (s[3] == "addons" && s.size() == 4 && method == http::verb::post) {
+      json req = json::parse(body, nullptr, false);
+      if (req.is_discarded() || !req.is_object() || !req.contains("kind") ||
+          !req["kind"].is_string() || (req.contains("name") && !req["name"].is_string()) ||
+          (req.contains("port") && !req["port"].is_number_integer())) {
+        return Error(InvalidArgument(
+            "expected a JSON object with a \"kind\" (postgres or redis), an optional \"name\" "
+            "and an optional integer \"port\""));
+      }
+      AddonRequest request;
+      request.project = project;
+      request.environment = env;
+      request.kind = req["kind"].get<std::string>();
+      request.name = req.value("name", "");
+      request.port = req.value("port", 0);
+      const bool existed =
+          addons_->Variables(project, env, request.name.empty() ? request.kind : request.name)
+              .has_value();
+      auto info = addons_->Ensure(request);
+      if (!info.ok()) return Error(info.status());
+      json out = AddonJson(*info);
+      out["created"] = !existed;
+      return Reply{existed ? 200 : 201, out};
+    }
+    if (s[3] == "addons" && s.size() == 5 && method == http::verb::delete_) {
+      const bool keep_backup = t.Get("backup", "1") != "0" && t.Get("backup") != "false";
+      auto kept = addons_->Remove(project, env, s[4], keep_backup);
+      if (!kept.ok()) return Error(kept.status());
+      return Reply{
+          200,
+          json{{"project", project}, {"environment", env}, {"removed", s[4]}, {"backup", *kept}}};
+    }
+    if (s[3] == "backups" && s.size() == 4 && method == http::verb::get) {
+      auto all = addons_->ListBackups(project, env, t.Get("addon"));
+      if (!all.ok()) return Error(all.status());
+      json out = json::array();
+      for (const auto& b : *all) out.push_back(BackupJson(b));
+      return Reply{200, json{{"project", project}, {"environment", env}, {"backups", out}}};
+    }
+    if (s[3] == "backups" && s.size() == 4 && method == http::verb::post) {
+      auto addon = BackupAddon(project, env, t);
+      if (!addon.ok()) return Error(addon.status());
+      auto backup = addons_->CreateBackup(project, env, *addon, "manual");
+      if (!backup.ok()) return Error(backup.status());
+      return Reply{201, BackupJson(*backup)};
+    }
+    if (s[3] == "backups" && s.size() == 6 && s[5] == "restore" && method == http::verb::post) {
+      int64_t id = 0;
+      try {
+        id = std::stoll(s[4]);
+      } catch (...) {
+        return Error(InvalidArgument("\"" + s[4] + "\" is not a backup id"));
+      }
+      json req = body.empty() ? json::object() : json::parse(body, nullptr, false);
+      if (req.is_discarded() || !req.is_object() ||
+          (req.contains("database") && !req["database"].is_string())) {
+        return Error(InvalidArgument("expected a JSON object with an optional \"database\""));
+      }
+      auto addon = BackupAddon(project, env, t);
+      if (!addon.ok()) return Error(addon.status());
+      const std::string database = req.value("database", "");
+      if (Status st = addons_->Restore(project, env, *addon, id, database); !st.ok()) {
+        return Error(st);
+      }
+      std::string target = database;
+      if (target.empty()) {
+        auto vars = addons_->Variables(project, env, *addon);
+        if (vars && vars->count("PGDATABASE")) target = vars->at("PGDATABASE");
+      }
+      return Reply{200, json{{"restored", id},
+                             {"addon", *addon},
+                             {"database", target},
+                             {"replaced", database.empty()}}};
+    }
+    return Error(NotFound("no such API route"));
+  }
+
   // ---- variables ----------------------------------------------------------------
   //   GET    /v1/projects/P/variables?env=E&service=S|shared=1[&reveal=1]
   //   PUT    /v1/projects/P/variables?env=E&service=S|shared=1
@@ -1195,6 +1367,7 @@ class ApiServerImpl final : public ApiServer {
   ApiOptions options_;
   Store& store_;
   DeployEngine& engine_;
+  AddonManager* addons_;  // may be null
   int listen_fd_;
   int port_;
   std::function<Status(const DomainRecord&, bool added)> domain_hook_;
@@ -1209,7 +1382,7 @@ class ApiServerImpl final : public ApiServer {
 }  // namespace
 
 Result<std::unique_ptr<ApiServer>> ApiServer::Create(ApiOptions options, Store& store,
-                                                     DeployEngine& engine) {
+                                                     DeployEngine& engine, AddonManager* addons) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return ErrnoStatus("socket", errno);
   int one = 1;
@@ -1235,7 +1408,8 @@ Result<std::unique_ptr<ApiServer>> ApiServer::Create(ApiOptions options, Store& 
   socklen_t len = sizeof(addr);
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   int port = ntohs(addr.sin_port);
-  return std::unique_ptr<ApiServer>(new ApiServerImpl(std::move(options), store, engine, fd, port));
+  return std::unique_ptr<ApiServer>(
+      new ApiServerImpl(std::move(options), store, engine, addons, fd, port));
 }
 
 }  // namespace slipway

@@ -18,16 +18,27 @@
 //   GET|PUT|DELETE /v1/projects/P/variables?env=E&service=S|shared=1  (docs/variables.md)
 //   GET  /v1/projects/P/environments              each environment, its services and URLs
 //   POST /v1/projects/P/environments              {"name", "from"}: a new environment
-//   DELETE /v1/projects/P/environments/E          stops, removes (not "production")
+//   DELETE /v1/projects/P/environments/E          stops, removes (not "production"), its
+//                                                 add-ons too (a before-delete backup each)
 //   POST /v1/projects/P/run?service=S&env=E       {"argv", "timeout_seconds"}: a one-off
 //                                                 command; streamed run-stream frames
 //   POST /v1/projects/P/cron/runs?service=S&env=E  a cron service's run, now
 //   GET  /v1/projects/P/cron/runs?service=S&env=E&limit=N   its latest runs
 //   GET  /v1/cron-runs/ID?log_offset=N&wait_ms=M   a run + its log from offset (long-poll)
 //   GET  /v1/metrics, /v1/certs                   per-route edge metrics; TLS certificates
+//   GET  /v1/projects/P/addons?env=E              the environment's add-ons (docs/addons.md)
+//   POST /v1/projects/P/addons?env=E              {"kind", "name", "port"}: provisions one;
+//                                                 201, or 200 when it existed ("created")
+//   DELETE /v1/projects/P/addons/NAME?env=E&backup=0  stops and removes it (a before-delete
+//                                                 backup first unless backup=0)
+//   GET  /v1/projects/P/backups?env=E&addon=N     backups, newest first (addon "": all)
+//   POST /v1/projects/P/backups?env=E&addon=N     takes one now; answers when it is done
+//   POST /v1/projects/P/backups/ID/restore?env=E&addon=N  {"database"}: "" or absent
+//                                                 replaces the environment's database
+//   (addon "" for a backup or a restore: the environment's only postgres add-on)
 //
 // Every secret value in an answer is replaced by *** (except variables listed with
-// reveal=1).
+// reveal=1); add-ons' passwords always (DATABASE_URL as postgresql://u:***@...).
 //
 // Errors are {"error": "<one actionable line>", "code": "NOT_FOUND"} with the HTTP
 // status from HttpStatusFor().
@@ -43,6 +54,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "addons/addons.h"
 #include "common/status.h"
 #include "deploy/engine.h"
 #include "store/store.h"
@@ -67,8 +79,11 @@ Result<std::string> LoadOrCreateToken(const std::string& home);
 class ApiServer {
  public:
   // Binds the listener: kFailedPrecondition naming the address when it is taken.
+  // `addons` (not owned, may be null: the add-on routes then answer 409) must outlive
+  // the server.
   static Result<std::unique_ptr<ApiServer>> Create(ApiOptions options, Store& store,
-                                                   DeployEngine& engine);
+                                                   DeployEngine& engine,
+                                                   AddonManager* addons = nullptr);
   virtual ~ApiServer() = default;
   virtual void Start() = 0;
   virtual void Stop() = 0;  // stops accepting and waits for open requests to finish

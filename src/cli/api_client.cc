@@ -67,8 +67,8 @@ Result<nlohmann::json> ApiClient::Post(const std::string& target, const std::str
   return Call("POST", target, body, content_type, timeout_ms);
 }
 
-Result<nlohmann::json> ApiClient::Delete(const std::string& target) const {
-  return Call("DELETE", target, "", "", 30'000);
+Result<nlohmann::json> ApiClient::Delete(const std::string& target, int timeout_ms) const {
+  return Call("DELETE", target, "", "", timeout_ms);
 }
 
 Result<nlohmann::json> ApiClient::Put(const std::string& target, const nlohmann::json& body,

@@ -27,7 +27,7 @@ class ApiClient {
   Result<nlohmann::json> Post(const std::string& target, const std::string& body,
                               const std::string& content_type, int timeout_ms) const;
 
-  Result<nlohmann::json> Delete(const std::string& target) const;
+  Result<nlohmann::json> Delete(const std::string& target, int timeout_ms = 30'000) const;
   Result<nlohmann::json> Put(const std::string& target, const nlohmann::json& body,
                              int timeout_ms = 30'000) const;
 

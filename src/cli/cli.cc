@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cctype>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
@@ -545,11 +546,12 @@ int EnvDelete(const EnvOptions& opts) {
     if (!isatty(STDIN_FILENO)) {
       return PrintError(FailedPrecondition(
           "deleting environment " + opts.name + " of " + *project +
-          " stops its services and removes their deployments and logs; pass --yes to confirm"));
+          " stops its services and removes their deployments, logs and add-ons (a backup of each "
+          "database is kept); pass --yes to confirm"));
     }
     std::printf(
-        "Delete environment %s of %s: stop its services and remove their deployments, releases "
-        "and logs? Type its name to confirm: ",
+        "Delete environment %s of %s: stop its services and remove their deployments, releases, "
+        "logs and add-ons (a backup of each database is kept)? Type its name to confirm: ",
         opts.name.c_str(), project->c_str());
     std::fflush(stdout);
     std::string answer;
@@ -558,8 +560,8 @@ int EnvDelete(const EnvOptions& opts) {
       return 1;
     }
   }
-  auto res = client->Delete("/v1/projects/" + UrlEncode(*project) + "/environments/" +
-                            UrlEncode(opts.name));
+  auto res = client->Delete(
+      "/v1/projects/" + UrlEncode(*project) + "/environments/" + UrlEncode(opts.name), 3600 * 1000);
   if (!res.ok()) return PrintError(res.status());
   std::printf("Environment %s of %s deleted\n", opts.name.c_str(), project->c_str());
   return 0;
@@ -597,6 +599,207 @@ int RunOneOff(const OneOffOptions& opts) {
   auto code = decoder.Finish();
   if (!code.ok()) return PrintError(code.status());
   return *code;
+}
+
+// ---- add-ons and backups ---------------------------------------------------------
+
+struct AddonCommandOptions {
+  std::string project;
+  std::string env = "production";
+  std::string kind;  // add: postgres, redis
+  std::string name;  // add: --name; remove: the add-on
+  int port = 0;
+  bool no_backup = false;
+};
+
+struct BackupCommandOptions {
+  std::string project;
+  std::string env = "production";
+  std::string addon;
+  long long id = 0;      // restore
+  std::string database;  // restore --to
+};
+
+std::string AddonsTarget(const std::string& project, const std::string& env,
+                         const std::string& what) {
+  return "/v1/projects/" + UrlEncode(project) + "/" + what + "?env=" + UrlEncode(env);
+}
+
+std::string HumanBytes(long long bytes) {
+  char buf[32];
+  if (bytes < 1024) {
+    std::snprintf(buf, sizeof(buf), "%lld B", bytes);
+  } else if (bytes < (1 << 20)) {
+    std::snprintf(buf, sizeof(buf), "%.1f KiB", bytes / 1024.0);
+  } else if (bytes < (1LL << 30)) {
+    std::snprintf(buf, sizeof(buf), "%.1f MiB", bytes / 1048576.0);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.1f GiB", bytes / 1073741824.0);
+  }
+  return buf;
+}
+
+// "daily at 03:00 UTC" for the default, else the expression itself.
+std::string DescribeSchedule(const std::string& cron) {
+  return cron == "0 3 * * *" ? "daily at 03:00 UTC (0 3 * * *)" : cron + " (UTC)";
+}
+
+int AddCommand(const AddonCommandOptions& opts) {
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto project = ResolveProject(opts.project, ".");
+  if (!project.ok()) return PrintError(project.status());
+  json body{{"kind", opts.kind}};
+  if (!opts.name.empty()) body["name"] = opts.name;
+  if (opts.port != 0) body["port"] = opts.port;
+  auto res = client->Post(AddonsTarget(*project, opts.env, "addons"), body.dump(),
+                          "application/json", 300'000);
+  if (!res.ok()) return PrintError(res.status());
+  const json& a = *res;
+  const std::string name = a.value("name", "");
+  const std::string where = *project + " (" + opts.env + ")";
+  if (a.value("created", true)) {
+    std::printf("Added %s \"%s\" to %s: %s on 127.0.0.1:%d\n", a.value("kind", "").c_str(),
+                name.c_str(), where.c_str(), a.value("version", "").c_str(), a.value("port", 0));
+  } else {
+    std::printf("%s already has %s \"%s\" (%s on 127.0.0.1:%d, %s); nothing changed\n",
+                where.c_str(), a.value("kind", "").c_str(), name.c_str(),
+                a.value("version", "").c_str(), a.value("port", 0), a.value("state", "").c_str());
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& [key, value] : a["variables"].items()) {
+    rows.push_back({"  " + key, value.get<std::string>()});
+  }
+  std::printf("Variables (secrets as ***):\n");
+  PrintTable(rows);
+  const std::string main_var = a.value("kind", "") == "postgres" ? "DATABASE_URL" : "REDIS_URL";
+  std::string alias;  // "cache-2" -> "CACHE_2_URL"
+  for (char c : name) alias += c == '-' ? '_' : static_cast<char>(std::toupper(c));
+  alias += "_URL";
+  std::printf(
+      "Every service of %s gets %s automatically. Under another name, or another of these "
+      "variables, by reference:\n  slipway variables set %s='${{ %s.%s }}'\n",
+      where.c_str(), main_var.c_str(), alias.c_str(), name.c_str(), main_var.c_str());
+  if (a.value("kind", "") == "postgres") {
+    std::printf("Backups: %s, the newest %d kept; take one now with `slipway backups create`.\n",
+                DescribeSchedule(a.value("backup_schedule", "")).c_str(),
+                a.value("backup_retention", 0));
+  }
+  return 0;
+}
+
+int AddonsList(const AddonCommandOptions& opts) {
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto project = ResolveProject(opts.project, ".");
+  if (!project.ok()) return PrintError(project.status());
+  auto res = client->Get(AddonsTarget(*project, opts.env, "addons"));
+  if (!res.ok()) return PrintError(res.status());
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "NAME", "KIND", "STATE", "PORT", "VERSION", "ERROR"}};
+  for (const auto& a : (*res)["addons"]) {
+    rows.push_back({std::to_string(a.value("id", 0LL)), a.value("name", ""), a.value("kind", ""),
+                    a.value("state", ""), std::to_string(a.value("port", 0)),
+                    a.value("version", ""), FirstLine(a.value("error", ""))});
+  }
+  if (rows.size() == 1) {
+    std::printf(
+        "No add-ons in %s (%s): add one with `slipway add postgres` or `slipway add redis`.\n",
+        project->c_str(), opts.env.c_str());
+    return 0;
+  }
+  PrintTable(rows);
+  return 0;
+}
+
+int AddonsRemove(const AddonCommandOptions& opts) {
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto project = ResolveProject(opts.project, ".");
+  if (!project.ok()) return PrintError(project.status());
+  std::string target = "/v1/projects/" + UrlEncode(*project) + "/addons/" + UrlEncode(opts.name) +
+                       "?env=" + UrlEncode(opts.env) + (opts.no_backup ? "&backup=0" : "");
+  auto res = client->Delete(target, 12 * 3600 * 1000);
+  if (!res.ok()) return PrintError(res.status());
+  std::printf("Removed add-on \"%s\" of %s (%s): its server is stopped and its data deleted\n",
+              opts.name.c_str(), project->c_str(), opts.env.c_str());
+  const std::string kept = res->value("backup", "");
+  if (!kept.empty()) std::printf("Its last backup is kept: %s\n", kept.c_str());
+  return 0;
+}
+
+std::string BackupsTarget(const BackupCommandOptions& opts, const std::string& project,
+                          const std::string& suffix = "") {
+  std::string target =
+      "/v1/projects/" + UrlEncode(project) + "/backups" + suffix + "?env=" + UrlEncode(opts.env);
+  if (!opts.addon.empty()) target += "&addon=" + UrlEncode(opts.addon);
+  return target;
+}
+
+int BackupsList(const BackupCommandOptions& opts) {
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto project = ResolveProject(opts.project, ".");
+  if (!project.ok()) return PrintError(project.status());
+  auto res = client->Get(BackupsTarget(opts, *project));
+  if (!res.ok()) return PrintError(res.status());
+  std::vector<std::vector<std::string>> rows = {
+      {"ID", "ADDON", "STATUS", "TRIGGER", "STARTED", "SIZE", "FILE / ERROR"}};
+  for (const auto& b : (*res)["backups"]) {
+    const std::string status = b.value("status", "");
+    rows.push_back({std::to_string(b.value("id", 0LL)), b.value("addon", ""), status,
+                    b.value("trigger", ""), FormatTime(b.value("started_at", 0LL)),
+                    status == "COMPLETED" ? HumanBytes(b.value("bytes", 0LL)) : "-",
+                    status == "FAILED" ? FirstLine(b.value("error", "")) : b.value("path", "")});
+  }
+  if (rows.size() == 1) {
+    std::printf("No backups yet in %s (%s): take one with `slipway backups create`.\n",
+                project->c_str(), opts.env.c_str());
+    return 0;
+  }
+  PrintTable(rows);
+  return 0;
+}
+
+int BackupsCreate(const BackupCommandOptions& opts) {
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto project = ResolveProject(opts.project, ".");
+  if (!project.ok()) return PrintError(project.status());
+  auto res =
+      client->Post(BackupsTarget(opts, *project), "{}", "application/json", 12 * 3600 * 1000);
+  if (!res.ok()) return PrintError(res.status());
+  std::printf("Backup %lld of \"%s\" completed: %s (%s, SHA-256 %s)\n", res->value("id", 0LL),
+              res->value("addon", "").c_str(), res->value("path", "").c_str(),
+              HumanBytes(res->value("bytes", 0LL)).c_str(),
+              res->value("sha256", "").substr(0, 16).c_str());
+  std::printf("Restore it with `slipway backups restore %lld`.\n", res->value("id", 0LL));
+  return 0;
+}
+
+int BackupsRestore(const BackupCommandOptions& opts) {
+  auto client = ApiClient::FromEnvironment();
+  if (!client.ok()) return PrintError(client.status());
+  auto project = ResolveProject(opts.project, ".");
+  if (!project.ok()) return PrintError(project.status());
+  json body = json::object();
+  if (!opts.database.empty()) body["database"] = opts.database;
+  auto res = client->Post(BackupsTarget(opts, *project, "/" + std::to_string(opts.id) + "/restore"),
+                          body.dump(), "application/json", 12 * 3600 * 1000);
+  if (!res.ok()) return PrintError(res.status());
+  if (res->value("replaced", false)) {
+    std::printf(
+        "Backup %lld restored into database %s of \"%s\"; what it replaced is kept as a "
+        "before-restore backup (slipway backups list)\n",
+        opts.id, res->value("database", "").c_str(), res->value("addon", "").c_str());
+  } else {
+    std::printf(
+        "Backup %lld restored into the new database %s of \"%s\" (owned by the "
+        "environment's user; connect with DATABASE_URL ending in /%s)\n",
+        opts.id, res->value("database", "").c_str(), res->value("addon", "").c_str(),
+        res->value("database", "").c_str());
+  }
+  return 0;
 }
 
 std::string ProgramName() { return "slipway"; }
@@ -941,6 +1144,40 @@ int RunCli(int argc, char** argv) {
     sub->add_option("--env,-e", cron_opts.env, "Environment [production]");
   }
 
+  AddonCommandOptions addon_opts;
+  auto* add = app.add_subcommand("add", "Add a PostgreSQL or Redis server to an environment");
+  add->add_option("kind", addon_opts.kind, "postgres or redis")
+      ->required()
+      ->check(CLI::IsMember({"postgres", "redis"}));
+  add->add_option("--name,-n", addon_opts.name, "Its name, for ${{ NAME.VAR }} [the kind]");
+  add->add_option("--port", addon_opts.port, "Port on 127.0.0.1 [a free one, kept]");
+  auto* addons = app.add_subcommand("addons", "List the environment's add-ons, or remove one");
+  auto* addons_remove =
+      addons->add_subcommand("remove", "Stop an add-on and delete its data (a backup is kept)");
+  addons_remove->add_option("name", addon_opts.name, "The add-on")->required();
+  addons_remove->add_flag("--no-backup", addon_opts.no_backup,
+                          "Do not take a before-delete backup of a postgres add-on");
+  for (auto* sub : {add, addons, addons_remove}) {
+    sub->add_option("--project,-p", addon_opts.project, "Project [from the current directory]");
+    sub->add_option("--env,-e", addon_opts.env, "Environment [production]");
+  }
+
+  BackupCommandOptions backup_opts;
+  auto* backups = app.add_subcommand("backups", "List, take and restore database backups");
+  auto* backups_list = backups->add_subcommand("list", "Show the backups, newest first");
+  auto* backups_create = backups->add_subcommand("create", "Take a backup now");
+  auto* backups_restore = backups->add_subcommand(
+      "restore", "Restore a backup (over the environment's database, or into a new one)");
+  backups_restore->add_option("id", backup_opts.id, "Backup id (slipway backups list)")->required();
+  backups_restore->add_option("--to", backup_opts.database,
+                              "Restore into this new database instead");
+  for (auto* sub : {backups, backups_list, backups_create, backups_restore}) {
+    sub->add_option("--addon,-a", backup_opts.addon,
+                    "The postgres add-on [the environment's only one]");
+    sub->add_option("--project,-p", backup_opts.project, "Project [from the current directory]");
+    sub->add_option("--env,-e", backup_opts.env, "Environment [production]");
+  }
+
   try {
     app.parse(static_cast<int>(args.size()), args.data());
   } catch (const CLI::ParseError& e) {
@@ -970,6 +1207,12 @@ int RunCli(int argc, char** argv) {
   if (cron_list->parsed()) return CronListCommand(cron_opts);
   if (cron_runs->parsed()) return CronRunsCommand(cron_opts);
   if (cron_run->parsed()) return CronRunCommand(cron_opts);
+  if (add->parsed()) return AddCommand(addon_opts);
+  if (addons_remove->parsed()) return AddonsRemove(addon_opts);
+  if (addons->parsed()) return AddonsList(addon_opts);
+  if (backups_create->parsed()) return BackupsCreate(backup_opts);
+  if (backups_restore->parsed()) return BackupsRestore(backup_opts);
+  if (backups->parsed()) return BackupsList(backup_opts);
   return 1;
 }
 

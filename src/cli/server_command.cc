@@ -11,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "addons/addons.h"
 #include "api/api_server.h"
 #include "certs/certs.h"
 #include "cli/api_client.h"
@@ -204,12 +205,23 @@ int RunServer(const ServerOptions& options) {
   }
 
   Supervisor supervisor(SelfExe(), clock);
+  // Add-on servers (PostgreSQL, Redis) come up before the apps that need them.
+  AddonOptions addon_options;
+  addon_options.home = home;
+  addon_options.secrets = *secrets;
+  auto addons = AddonManager::Create(**store, supervisor, clock, addon_options);
+  if (!addons.ok()) return PrintError(addons.status());
+  if (Status st = (*addons)->Start(); !st.ok()) {
+    spdlog::error("starting the add-on servers: {}", st.message());
+  }
+
   EngineOptions engine_options;
   engine_options.home = home;
   engine_options.edge_port = edge->http_port();
   engine_options.redirect_to_https = options.redirect_https;
   engine_options.edge_stats = [edge]() { return edge->Stats(); };
   engine_options.secrets = *secrets;
+  engine_options.addons = addons->get();
   auto engine = DeployEngine::Create(
       **store, supervisor, clock,
       [edge](std::shared_ptr<const RouteTable> table) {
@@ -226,9 +238,10 @@ int RunServer(const ServerOptions& options) {
   api_options.port = api_port;
   api_options.token = *token;
   api_options.home = home;
-  auto api = ApiServer::Create(api_options, **store, **engine);
+  auto api = ApiServer::Create(api_options, **store, **engine, addons->get());
   if (!api.ok()) {
     (*engine)->Shutdown(false);
+    (*addons)->Shutdown(false);
     return PrintError(api.status());
   }
   std::unique_ptr<AcmeRenewer> renewer;
@@ -295,6 +308,7 @@ int RunServer(const ServerOptions& options) {
   (*api)->Stop();
   renewer.reset();
   (*engine)->Shutdown(stop_apps);
+  (*addons)->Shutdown(stop_apps);
   if (stop_apps) {
     if (Status st = edge->StopEdge(); !st.ok()) spdlog::error("{}", st.message());
   }

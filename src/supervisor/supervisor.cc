@@ -196,7 +196,8 @@ std::optional<int> Supervisor::ExitCode(const ReplicaHandle& handle) const {
   return static_cast<int>(code);
 }
 
-Status Supervisor::Stop(const ReplicaHandle& handle, std::chrono::milliseconds grace) {
+Status Supervisor::Stop(const ReplicaHandle& handle, std::chrono::milliseconds grace,
+                        int stop_signal) {
   const pid_t app = handle.app_pid;
   auto shim_alive = [&] { return ProcessAlive(handle.shim_pid, handle.shim_start_time); };
   auto group_gone = [&] { return !ProcessGroupAlive(app); };
@@ -205,7 +206,7 @@ Status Supervisor::Stop(const ReplicaHandle& handle, std::chrono::milliseconds g
   // under that id now would be someone else's (pid reuse), so it is left alone.
   bool app_may_run = shim_alive() || !PathExists(Join(handle.run_dir, kExitFile));
   if (app > 0 && app_may_run && !group_gone()) {
-    kill(-app, SIGTERM);
+    kill(-app, stop_signal);
     if (!WaitUntil(group_gone, grace)) {
       kill(-app, SIGKILL);
       if (!WaitUntil(group_gone, kKillTimeout)) {

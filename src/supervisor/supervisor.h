@@ -18,6 +18,7 @@
 //
 // Thread-safety: all methods may be called from any thread.
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -72,11 +73,13 @@ class Supervisor {
   // The app's exit code once it has exited, read from the run dir.
   std::optional<int> ExitCode(const ReplicaHandle& handle) const;
 
-  // SIGTERM to the app's group, then SIGKILL after `grace`; returns when both the app
-  // group and the shim are gone. Safe on a replica that already exited.
+  // `stop_signal` (SIGTERM unless given; e.g. SIGINT for PostgreSQL's fast shutdown) to
+  // the app's group, then SIGKILL after `grace`; returns when both the app group and the
+  // shim are gone. Safe on a replica that already exited.
   // Waits on processes (here and in Start) run in real time whatever the clock: what
   // they wait for is the kernel.
-  Status Stop(const ReplicaHandle& handle, std::chrono::milliseconds grace);
+  Status Stop(const ReplicaHandle& handle, std::chrono::milliseconds grace,
+              int stop_signal = SIGTERM);
 
   // Reads a handle back from a run dir (after a server restart). kNotFound when the
   // shim is no longer running.

@@ -209,6 +209,14 @@ TEST_F(ApiTest, EnvironmentsAreListedCreatedAndDeleted) {
   EXPECT_EQ(Call("DELETE", "/v1/projects/shop/environments/staging", token_).status, 404);
 }
 
+// This server has no AddonManager: the add-on routes say so instead of crashing.
+TEST_F(ApiTest, AddonRoutesWithoutAnAddonManagerAreAConflict) {
+  auto res = Call("GET", "/v1/projects/shop/addons", token_);
+  EXPECT_EQ(res.status, 409);
+  EXPECT_NE(Json(res)["error"].get<std::string>().find("no add-ons"), std::string::npos);
+  EXPECT_EQ(Call("POST", "/v1/projects/shop/backups", token_, "{}").status, 409);
+}
+
 TEST(HttpStatusForTest, OneMappingForEveryCode) {
   EXPECT_EQ(HttpStatusFor(Status::Ok()), 200);
   EXPECT_EQ(HttpStatusFor(InvalidArgument("x")), 400);

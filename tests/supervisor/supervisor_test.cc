@@ -229,6 +229,17 @@ TEST_F(SupervisorTest, AppIgnoringSigtermIsKilledAfterTheGrace) {
   EXPECT_TRUE(ShimGone(h));
 }
 
+// PostgreSQL takes SIGTERM as "smart shutdown" (wait for every client) and SIGINT as
+// "fast": its caller chooses the signal.
+TEST_F(SupervisorTest, StopSendsTheSignalAsked) {
+  ReplicaHandle h = StartOrDie(Spec("sigint", "sleep 1000"));
+  auto begin = std::chrono::steady_clock::now();
+  ASSERT_TRUE(supervisor_->Stop(h, 30s, SIGINT).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, 10s);
+  EXPECT_EQ(supervisor_->ExitCode(h), 128 + SIGINT);
+  EXPECT_TRUE(ShimGone(h));
+}
+
 TEST_F(SupervisorTest, ShimForwardsSigtermAndIgnoresSighup) {
   ReplicaHandle h = StartOrDie(Spec("signals", "echo ready; sleep 1000"));
   ASSERT_TRUE(PollUntil([&] { return LogHas(log_path("signals"), "ready"); }));
