@@ -64,23 +64,6 @@ const std::vector<std::string>& AddonKinds() {
   return kinds;
 }
 
-// A 5-field cron expression: minute hour day-of-month month day-of-week, each of
-// digits, '*', ',', '-', '/' or a name like "mon" / "jan".
-bool IsCronExpression(std::string_view text) {
-  int fields = 0;
-  bool in_field = false;
-  for (char c : text) {
-    bool space = c == ' ' || c == '\t';
-    if (!space && !std::isalnum(static_cast<unsigned char>(c)) &&
-        std::string_view("*,-/").find(c) == std::string_view::npos) {
-      return false;
-    }
-    if (!space && !in_field) ++fields;
-    in_field = !space;
-  }
-  return fields == 5;
-}
-
 const std::vector<std::string>& AutoRollbackKeys() {
   static const std::vector<std::string> keys = {"enabled",
                                                 "watchSeconds",
@@ -251,6 +234,8 @@ class TomlReader {
                                const std::string& inside) const;
   Result<int> ReadInt(const toml::node& node, const std::string& field, int lo, int hi,
                       const std::string& unit) const;
+  // A cron expression (CheckCronExpression, importers.h).
+  Result<std::string> ReadCron(const toml::node& node, const std::string& field) const;
   // `origin_prefix`: "services.api.variables." or "shared.".
   Status ReadVariables(const toml::node& node, const std::string& table_name,
                        const std::string& origin_prefix, std::map<std::string, std::string>& out);
@@ -309,6 +294,12 @@ Result<int> TomlReader::ReadInt(const toml::node& node, const std::string& field
                              " to " + std::to_string(hi) + " (got " + Describe(node) + ")");
   }
   return static_cast<int>(i->get());
+}
+
+Result<std::string> TomlReader::ReadCron(const toml::node& node, const std::string& field) const {
+  ASSIGN_OR_RETURN(std::string text,
+                   ReadString(node, field, "a 5-field cron expression like \"0 2 * * *\""));
+  return CheckCronExpression(text, field, Position(node.source().begin));
 }
 
 Status TomlReader::ReadVariables(const toml::node& node, const std::string& table_name,
@@ -451,14 +442,7 @@ Status TomlReader::ApplyServiceKey(const toml::key& key, const toml::node& node,
     }
     service.type = type;
   } else if (k == "cronSchedule") {
-    ASSIGN_OR_RETURN(service.cron_schedule,
-                     ReadString(node, k, "a 5-field cron expression like \"0 2 * * *\""));
-    if (!IsCronExpression(service.cron_schedule)) {
-      return ErrorAt(node,
-                     "\"cronSchedule\" must be a 5-field cron expression (minute hour "
-                     "day-of-month month day-of-week, in UTC) like \"0 2 * * *\" (got " +
-                         Quote(service.cron_schedule) + ")");
-    }
+    ASSIGN_OR_RETURN(service.cron_schedule, ReadCron(node, k));
   } else if (k == "requiredVariables") {
     ASSIGN_OR_RETURN(service.required_variables,
                      ReadStringArray(node, k, "an array of variable names like [\"API_KEY\"]"));
