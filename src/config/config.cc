@@ -21,6 +21,7 @@ namespace {
 
 constexpr int kMaxHealthcheckTimeout = 3600;
 constexpr int kMaxReplicas = 32;
+constexpr int kMaxBackupRetention = 365;
 
 // The keys a service accepts, in the order the docs list them.
 const std::vector<std::string>& ServiceKeys() {
@@ -57,6 +58,12 @@ const std::vector<std::string>& ServiceKeys() {
 const std::vector<std::string>& ServiceTypes() {
   static const std::vector<std::string> types = {"web", "worker", "cron"};
   return types;
+}
+
+// The keys an [addons.NAME] table accepts.
+const std::vector<std::string>& AddonKeys() {
+  static const std::vector<std::string> keys = {"kind", "backupSchedule", "backupRetention"};
+  return keys;
 }
 
 const std::vector<std::string>& AddonKinds() {
@@ -617,24 +624,45 @@ Status TomlReader::ReadAddons(const toml::node& node, std::vector<AddonConfig>& 
     }
     AddonConfig config;
     config.name = name;
+    // Backups are for postgres; `kind` may come before or after a backup setting.
+    const toml::key* backup_key = nullptr;
+    auto backups_for_redis = [&]() {
+      return ErrorAt(backup_key->source().begin,
+                     Quote(backup_key->str()) + " is for postgres add-ons; " + context +
+                         " is kind = \"redis\", which keeps its data by append-only "
+                         "persistence: remove the key");
+    };
     for (const auto& [key, setting] : InSourceOrder(*addon)) {
       const std::string k(key->str());
-      if (k != "kind") {
+      if (k == "kind") {
+        ASSIGN_OR_RETURN(config.kind, ReadString(*setting, k, "\"postgres\" or \"redis\""));
+        const auto& kinds = AddonKinds();
+        if (std::find(kinds.begin(), kinds.end(), config.kind) == kinds.end()) {
+          auto suggestion = Suggest(config.kind, kinds);
+          return ErrorAt(
+              *setting, "\"kind\" must be \"postgres\" or \"redis\" (got " + Quote(config.kind) +
+                            (suggestion ? "; did you mean " + Quote(*suggestion) + "?" : "") + ")");
+        }
+        continue;
+      }
+      if (k != "backupSchedule" && k != "backupRetention") {
         return ErrorAt(key->source().begin,
-                       "unknown key " + Quote(k) + " in " + context + DidYouMean(k, {"kind"}));
+                       "unknown key " + Quote(k) + " in " + context + DidYouMean(k, AddonKeys()));
       }
-      ASSIGN_OR_RETURN(config.kind, ReadString(*setting, k, "\"postgres\" or \"redis\""));
-      const auto& kinds = AddonKinds();
-      if (std::find(kinds.begin(), kinds.end(), config.kind) == kinds.end()) {
-        auto suggestion = Suggest(config.kind, kinds);
-        return ErrorAt(*setting,
-                       "\"kind\" must be \"postgres\" or \"redis\" (got " + Quote(config.kind) +
-                           (suggestion ? "; did you mean " + Quote(*suggestion) + "?" : "") + ")");
+      if (backup_key == nullptr) backup_key = key;
+      if (config.kind == "redis") return backups_for_redis();
+      if (k == "backupSchedule") {
+        ASSIGN_OR_RETURN(config.backup_schedule, ReadCron(*setting, k));
+      } else if (k == "backupRetention") {
+        ASSIGN_OR_RETURN(config.backup_retention,
+                         ReadInt(*setting, k, 1, kMaxBackupRetention, "a number of backups"));
       }
+      Origin("addons." + name + "." + k, *setting);
     }
     if (config.kind.empty()) {
       return ErrorAt(*value, context + " needs kind = \"postgres\" or kind = \"redis\"");
     }
+    if (config.kind == "redis" && backup_key != nullptr) return backups_for_redis();
     Origin("addons." + name, *name_key);
     out.push_back(std::move(config));
   }

@@ -878,7 +878,10 @@ Result<ProjectConfig> ComposeReader::Read(std::string_view text) {
 
   for (const Declared& d : declared_) {
     if (d.kind == Kind::kAddon) {
-      config_.addons.push_back({d.addon_kind, d.name});
+      AddonConfig addon;
+      addon.kind = d.addon_kind;
+      addon.name = d.name;
+      config_.addons.push_back(std::move(addon));
       config_.origins["addons." + d.name] = At(d.key);
       std::vector<std::string> ignored;
       for (const auto& [k, v] : d.entries) {
