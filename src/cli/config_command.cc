@@ -120,6 +120,25 @@ void AppendRows(std::string& out, const std::vector<Row>& rows) {
   }
 }
 
+// An add-on's settings after `kind`: a postgres add-on's backup settings when set (or
+// with `all`, their defaults); a redis add-on has none.
+std::vector<Row> AddonRows(const ProjectConfig& config, const AddonConfig& addon, bool all) {
+  std::vector<Row> rows;
+  if (addon.kind != "postgres") return rows;
+  const std::string prefix = "addons." + addon.name + ".";
+  if (all || !addon.backup_schedule.empty()) {
+    rows.push_back({"backupSchedule",
+                    addon.backup_schedule.empty() ? kDefaultBackupSchedule : addon.backup_schedule,
+                    OriginOf(config, prefix + "backupSchedule")});
+  }
+  if (all || addon.backup_retention != 0) {
+    rows.push_back({"backupRetention",
+                    addon.backup_retention == 0 ? kDefaultBackupRetention : addon.backup_retention,
+                    OriginOf(config, prefix + "backupRetention")});
+  }
+  return rows;
+}
+
 }  // namespace
 
 std::string FormatConfigText(const ProjectConfig& config, const std::string& dir, bool all) {
@@ -140,6 +159,7 @@ std::string FormatConfigText(const ProjectConfig& config, const std::string& dir
   for (const AddonConfig& a : config.addons) {
     out += "\n[addons." + a.name + "]\n";
     AppendRows(out, {{"kind", a.kind, OriginOf(config, "addons." + a.name)}});
+    AppendRows(out, AddonRows(config, a, all));
   }
   if (!config.shared_variables.empty()) {
     out += "\n[variables]  # shared: ${{ shared.KEY }}\n";
@@ -169,7 +189,11 @@ ojson ConfigToJson(const ProjectConfig& config, const std::string& dir, bool all
   }
   out["addons"] = ojson::object();
   for (const AddonConfig& a : config.addons) {
-    out["addons"][a.name] = {{"kind", a.kind}, {"origin", OriginOf(config, "addons." + a.name)}};
+    ojson addon = {{"kind", a.kind}, {"origin", OriginOf(config, "addons." + a.name)}};
+    for (const Row& r : AddonRows(config, a, all)) {
+      addon[r.key] = {{"value", r.value}, {"origin", r.origin}};
+    }
+    out["addons"][a.name] = addon;
   }
   out["sharedVariables"] = object(VariableRows(config, config.shared_variables, "shared."));
   out["warnings"] = config.warnings;

@@ -21,6 +21,7 @@ namespace {
 
 constexpr int kMaxHealthcheckTimeout = 3600;
 constexpr int kMaxReplicas = 32;
+constexpr int kMaxBackupRetention = 365;
 
 // The keys a service accepts, in the order the docs list them.
 const std::vector<std::string>& ServiceKeys() {
@@ -59,26 +60,15 @@ const std::vector<std::string>& ServiceTypes() {
   return types;
 }
 
+// The keys an [addons.NAME] table accepts.
+const std::vector<std::string>& AddonKeys() {
+  static const std::vector<std::string> keys = {"kind", "backupSchedule", "backupRetention"};
+  return keys;
+}
+
 const std::vector<std::string>& AddonKinds() {
   static const std::vector<std::string> kinds = {"postgres", "redis"};
   return kinds;
-}
-
-// A 5-field cron expression: minute hour day-of-month month day-of-week, each of
-// digits, '*', ',', '-', '/' or a name like "mon" / "jan".
-bool IsCronExpression(std::string_view text) {
-  int fields = 0;
-  bool in_field = false;
-  for (char c : text) {
-    bool space = c == ' ' || c == '\t';
-    if (!space && !std::isalnum(static_cast<unsigned char>(c)) &&
-        std::string_view("*,-/").find(c) == std::string_view::npos) {
-      return false;
-    }
-    if (!space && !in_field) ++fields;
-    in_field = !space;
-  }
-  return fields == 5;
 }
 
 const std::vector<std::string>& AutoRollbackKeys() {
@@ -251,6 +241,8 @@ class TomlReader {
                                const std::string& inside) const;
   Result<int> ReadInt(const toml::node& node, const std::string& field, int lo, int hi,
                       const std::string& unit) const;
+  // A cron expression (CheckCronExpression, importers.h).
+  Result<std::string> ReadCron(const toml::node& node, const std::string& field) const;
   // `origin_prefix`: "services.api.variables." or "shared.".
   Status ReadVariables(const toml::node& node, const std::string& table_name,
                        const std::string& origin_prefix, std::map<std::string, std::string>& out);
@@ -309,6 +301,12 @@ Result<int> TomlReader::ReadInt(const toml::node& node, const std::string& field
                              " to " + std::to_string(hi) + " (got " + Describe(node) + ")");
   }
   return static_cast<int>(i->get());
+}
+
+Result<std::string> TomlReader::ReadCron(const toml::node& node, const std::string& field) const {
+  ASSIGN_OR_RETURN(std::string text,
+                   ReadString(node, field, "a 5-field cron expression like \"0 2 * * *\""));
+  return CheckCronExpression(text, field, Position(node.source().begin));
 }
 
 Status TomlReader::ReadVariables(const toml::node& node, const std::string& table_name,
@@ -451,14 +449,7 @@ Status TomlReader::ApplyServiceKey(const toml::key& key, const toml::node& node,
     }
     service.type = type;
   } else if (k == "cronSchedule") {
-    ASSIGN_OR_RETURN(service.cron_schedule,
-                     ReadString(node, k, "a 5-field cron expression like \"0 2 * * *\""));
-    if (!IsCronExpression(service.cron_schedule)) {
-      return ErrorAt(node,
-                     "\"cronSchedule\" must be a 5-field cron expression (minute hour "
-                     "day-of-month month day-of-week, in UTC) like \"0 2 * * *\" (got " +
-                         Quote(service.cron_schedule) + ")");
-    }
+    ASSIGN_OR_RETURN(service.cron_schedule, ReadCron(node, k));
   } else if (k == "requiredVariables") {
     ASSIGN_OR_RETURN(service.required_variables,
                      ReadStringArray(node, k, "an array of variable names like [\"API_KEY\"]"));
@@ -633,24 +624,45 @@ Status TomlReader::ReadAddons(const toml::node& node, std::vector<AddonConfig>& 
     }
     AddonConfig config;
     config.name = name;
+    // Backups are for postgres; `kind` may come before or after a backup setting.
+    const toml::key* backup_key = nullptr;
+    auto backups_for_redis = [&]() {
+      return ErrorAt(backup_key->source().begin,
+                     Quote(backup_key->str()) + " is for postgres add-ons; " + context +
+                         " is kind = \"redis\", which keeps its data by append-only "
+                         "persistence: remove the key");
+    };
     for (const auto& [key, setting] : InSourceOrder(*addon)) {
       const std::string k(key->str());
-      if (k != "kind") {
+      if (k == "kind") {
+        ASSIGN_OR_RETURN(config.kind, ReadString(*setting, k, "\"postgres\" or \"redis\""));
+        const auto& kinds = AddonKinds();
+        if (std::find(kinds.begin(), kinds.end(), config.kind) == kinds.end()) {
+          auto suggestion = Suggest(config.kind, kinds);
+          return ErrorAt(
+              *setting, "\"kind\" must be \"postgres\" or \"redis\" (got " + Quote(config.kind) +
+                            (suggestion ? "; did you mean " + Quote(*suggestion) + "?" : "") + ")");
+        }
+        continue;
+      }
+      if (k != "backupSchedule" && k != "backupRetention") {
         return ErrorAt(key->source().begin,
-                       "unknown key " + Quote(k) + " in " + context + DidYouMean(k, {"kind"}));
+                       "unknown key " + Quote(k) + " in " + context + DidYouMean(k, AddonKeys()));
       }
-      ASSIGN_OR_RETURN(config.kind, ReadString(*setting, k, "\"postgres\" or \"redis\""));
-      const auto& kinds = AddonKinds();
-      if (std::find(kinds.begin(), kinds.end(), config.kind) == kinds.end()) {
-        auto suggestion = Suggest(config.kind, kinds);
-        return ErrorAt(*setting,
-                       "\"kind\" must be \"postgres\" or \"redis\" (got " + Quote(config.kind) +
-                           (suggestion ? "; did you mean " + Quote(*suggestion) + "?" : "") + ")");
+      if (backup_key == nullptr) backup_key = key;
+      if (config.kind == "redis") return backups_for_redis();
+      if (k == "backupSchedule") {
+        ASSIGN_OR_RETURN(config.backup_schedule, ReadCron(*setting, k));
+      } else if (k == "backupRetention") {
+        ASSIGN_OR_RETURN(config.backup_retention,
+                         ReadInt(*setting, k, 1, kMaxBackupRetention, "a number of backups"));
       }
+      Origin("addons." + name + "." + k, *setting);
     }
     if (config.kind.empty()) {
       return ErrorAt(*value, context + " needs kind = \"postgres\" or kind = \"redis\"");
     }
+    if (config.kind == "redis" && backup_key != nullptr) return backups_for_redis();
     Origin("addons." + name, *name_key);
     out.push_back(std::move(config));
   }

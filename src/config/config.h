@@ -47,8 +47,8 @@ struct HeaderRule {
 
 struct ServiceConfig {
   std::string name = "web";
-  // "web" (listens on $PORT, routed), "worker" (no port, no route), "cron" (runs on
-  // `cron_schedule`). Workers and cron jobs run from issue 6 on.
+  // "web" (listens on $PORT, routed), "worker" (no port, no route; started once it keeps
+  // running), "cron" (no replicas: the start command runs once per `cron_schedule` slot).
   std::string type = "web";
   std::string cron_schedule;         // 5-field cron expression in UTC, for type "cron"
   std::string root_directory = ".";  // relative to the project directory; no ".." escapes
@@ -90,12 +90,22 @@ struct ServiceConfig {
   AutoRollbackConfig auto_rollback;
 };
 
-// A database the project declares (render.yaml databases, docker-compose postgres/redis
-// images, app.json addons). Provisioned by the add-ons subsystem (issue 6).
+// A database the project declares (slipway.toml [addons.NAME], render.yaml databases,
+// docker-compose postgres/redis images, app.json addons), provisioned by the add-ons
+// subsystem (addons/addons.h) at deploy. The backup settings are slipway.toml's only
+// (importers leave the defaults) and apply to postgres add-ons; a redis one with either
+// set is an error at its place.
 struct AddonConfig {
   std::string kind;  // "postgres" or "redis"
   std::string name;  // referenced as ${{ <name>.DATABASE_URL }} / ${{ <name>.REDIS_URL }}
+  std::string backup_schedule;  // cron expression (UTC); "": kDefaultBackupSchedule
+  int backup_retention = 0;     // scheduled backups kept, 1-365; 0: kDefaultBackupRetention
 };
+
+// The add-on manager's defaults for the settings above, as `slipway config show --all`
+// shows them.
+inline constexpr const char* kDefaultBackupSchedule = "0 3 * * *";  // daily, 03:00 UTC
+inline constexpr int kDefaultBackupRetention = 7;
 
 struct ProjectConfig {
   std::string name;  // the project's name (validated DNS label)
@@ -111,7 +121,8 @@ struct ProjectConfig {
   // names. They are stored encrypted and masked like `slipway variables set` secrets.
   std::map<std::string, std::set<std::string>> secret_variables;
   // Where each value came from, for `slipway config show`: key "services.api.startCommand"
-  // (the slipway.toml key path; "project", "shared.KEY", "addons.NAME") -> "railway.json:7:5"
+  // (the slipway.toml key path; "project", "shared.KEY", "addons.NAME",
+  // "addons.NAME.backupSchedule") -> "railway.json:7:5"
   // or "railway.json:7" or "default". A value not listed here is a default.
   std::map<std::string, std::string> origins;
   // A field Slipway does not support, or supports later, is named here, never dropped:

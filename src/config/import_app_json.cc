@@ -213,7 +213,10 @@ class AppJsonReader {
                                           " is also a process type; give the add-on another "
                                           "\"as\" name");
       }
-      config_.addons.push_back({kind, name});
+      AddonConfig addon;
+      addon.kind = kind;
+      addon.name = name;
+      config_.addons.push_back(std::move(addon));
       fields_.Origin("addons." + name, a);
       std::string reference = Reference(name, kind == "postgres" ? "DATABASE_URL" : "REDIS_URL");
       if (variables_.count(url_var) == 0) variables_[url_var] = {reference, a.where};

@@ -878,7 +878,10 @@ Result<ProjectConfig> ComposeReader::Read(std::string_view text) {
 
   for (const Declared& d : declared_) {
     if (d.kind == Kind::kAddon) {
-      config_.addons.push_back({d.addon_kind, d.name});
+      AddonConfig addon;
+      addon.kind = d.addon_kind;
+      addon.name = d.name;
+      config_.addons.push_back(std::move(addon));
       config_.origins["addons." + d.name] = At(d.key);
       std::vector<std::string> ignored;
       for (const auto& [k, v] : d.entries) {
@@ -887,10 +890,10 @@ Result<ProjectConfig> ComposeReader::Read(std::string_view text) {
       std::string list;
       for (const auto& i : ignored) list += (list.empty() ? "" : ", ") + i;
       Warn(d.key, "service \"" + d.original + "\" becomes " + d.addon_kind + " add-on \"" + d.name +
-                      "\" (its credentials are generated; reach it with ${{ " + d.name +
-                      (d.addon_kind == "postgres" ? ".DATABASE_URL" : ".REDIS_URL") +
-                      " }}); add-ons are not provisioned by this version of Slipway yet" +
-                      (list.empty() ? "" : "; its settings (" + list + ") are not used"));
+                      "\", provisioned at slipway up (its credentials are generated; reach it "
+                      "with ${{ " +
+                      d.name + (d.addon_kind == "postgres" ? ".DATABASE_URL" : ".REDIS_URL") +
+                      " }})" + (list.empty() ? "" : "; its settings (" + list + ") are not used"));
     } else if (d.kind == Kind::kApp) {
       RETURN_IF_ERROR(ReadApp(d));
     }

@@ -169,7 +169,9 @@ Status RenderReader::Read(const ImportNode& root) {
 
 Status RenderReader::ReadDatabase(const ImportNode& db) {
   const ImportNode* name = db.Find("name");
-  AddonConfig addon{"postgres", database_names_.at(name->text)};
+  AddonConfig addon;
+  addon.kind = "postgres";
+  addon.name = database_names_.at(name->text);
   for (const auto& m : db.members) {
     if (m.key == "name") continue;
     // databaseName, user, plan, region, postgresMajorVersion, ipAllowList, diskSizeGB,
@@ -250,7 +252,10 @@ Status RenderReader::ReadService(const ImportNode& node) {
       if (m.key == "name" || m.key == "type") continue;
       fields_.Unsupported(m, m.key, "a Key Value instance is a local Redis add-on");
     }
-    config_.addons.push_back({"redis", name});
+    AddonConfig addon;
+    addon.kind = "redis";
+    addon.name = name;
+    config_.addons.push_back(std::move(addon));
     fields_.Origin("addons." + name, name_node);
     return Status::Ok();
   }

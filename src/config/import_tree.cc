@@ -378,25 +378,7 @@ Result<std::string> FieldReader::HealthPath(const ImportNode& node,
 Result<std::string> FieldReader::CronSchedule(const ImportNode& node,
                                               const std::string& field) const {
   ASSIGN_OR_RETURN(std::string text, String(node, field));
-  std::stringstream in(text);
-  std::string word, normalised;
-  int fields = 0;
-  bool ok = true;
-  while (in >> word) {
-    ++fields;
-    normalised += (normalised.empty() ? "" : " ") + word;
-    ok = ok && std::all_of(word.begin(), word.end(), [](char c) {
-           return std::isalnum(static_cast<unsigned char>(c)) || c == '*' || c == '/' || c == ',' ||
-                  c == '-';
-         });
-  }
-  if (fields != 5 || !ok) {
-    return Error(node.where, QuoteForMessage(field) +
-                                 " must be a cron expression of 5 fields like \"*/15 * * * *\" "
-                                 "(got " +
-                                 QuoteForMessage(text) + ")");
-  }
-  return normalised;
+  return CheckCronExpression(text, field, node.where);
 }
 
 Result<std::string> FieldReader::Name(const ImportNode& node, const std::string& what) {

@@ -96,7 +96,7 @@ class FieldReader {
   Result<std::string> RelativePath(const ImportNode& node, const std::string& field) const;
   // An HTTP path starting with '/', no blanks.
   Result<std::string> HealthPath(const ImportNode& node, const std::string& field) const;
-  // Five space-separated cron fields.
+  // A cron expression CronSchedule accepts (CheckCronExpression, importers.h).
   Result<std::string> CronSchedule(const ImportNode& node, const std::string& field) const;
   // A service or add-on name made a DNS label; a warning says what it became when it
   // changed; an error when nothing usable is left.

@@ -192,19 +192,7 @@ Status VercelReader::ReadCrons(const YAML::Node& node) {
     if (p.empty() || p.front() != '/') {
       return ErrorAt(path, "\"crons[].path\" must start with \"/\" (got \"" + p + "\")");
     }
-    int fields = 0;
-    bool in_field = false;
-    for (char c : s) {
-      bool space = c == ' ' || c == '\t';
-      if (!space && !in_field) ++fields;
-      in_field = !space;
-    }
-    if (fields != 5) {
-      return ErrorAt(schedule,
-                     "\"crons[].schedule\" must be a 5-field cron expression like "
-                     "\"0 2 * * *\" (got \"" +
-                         s + "\")");
-    }
+    ASSIGN_OR_RETURN(s, CheckCronExpression(s, "crons[].schedule", At(schedule)));
     for (const auto& kv : entry) {
       const std::string k = kv.first.Scalar();
       if (k != "path" && k != "schedule") {

@@ -1,6 +1,11 @@
+#include <algorithm>
+#include <cctype>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
+#include "common/cron.h"
+#include "config/import_tree.h"
 #include "config/importers.h"
 
 namespace slipway {
@@ -55,6 +60,53 @@ Result<YAML::Node> LoadJson(std::string_view text, const std::string& filename) 
                            ": " + what);
   }
   return LoadYaml(text, filename);
+}
+
+Result<std::string> CheckCronExpression(std::string_view text, const std::string& field,
+                                        const std::string& where) {
+  std::vector<std::string> words;
+  std::string word;
+  for (char c : text) {
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      if (!word.empty()) words.push_back(std::move(word));
+      word.clear();
+    } else {
+      word += c;
+    }
+  }
+  if (!word.empty()) words.push_back(std::move(word));
+
+  auto cron_char = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           std::string_view("*,-/").find(c) != std::string_view::npos;
+  };
+  bool shaped = words.size() == 5;
+  for (const std::string& w : words) {
+    shaped = shaped && std::all_of(w.begin(), w.end(), cron_char);
+  }
+  // A macro: "@daily" and friends; the parser says which ones it knows.
+  const bool macro = words.size() == 1 && words[0].size() > 1 && words[0][0] == '@' &&
+                     std::all_of(words[0].begin() + 1, words[0].end(), [](char c) {
+                       return std::isalnum(static_cast<unsigned char>(c));
+                     });
+  if (!shaped && !macro) {
+    return InvalidArgument(where + ": " + QuoteForMessage(field) +
+                           " must be a 5-field cron expression (minute hour day-of-month month "
+                           "day-of-week, in UTC) like \"0 2 * * *\" (got " +
+                           QuoteForMessage(text) + ")");
+  }
+
+  std::string normalised;
+  for (const std::string& w : words) normalised += (normalised.empty() ? "" : " ") + w;
+  auto parsed = CronSchedule::Parse(normalised);
+  if (!parsed.ok()) {
+    // The parser names the expression first; the file's place names it here.
+    std::string reason = parsed.status().message();
+    const std::string prefix = "cron schedule \"" + normalised + "\": ";
+    if (reason.rfind(prefix, 0) == 0) reason.erase(0, prefix.size());
+    return InvalidArgument(where + ": " + QuoteForMessage(field) + ": " + reason);
+  }
+  return normalised;
 }
 
 }  // namespace slipway

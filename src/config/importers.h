@@ -56,4 +56,16 @@ Result<YAML::Node> LoadYaml(std::string_view text, const std::string& filename);
 // syntax error is "FILE:LINE:COL: <nlohmann's message without its prefix>".
 Result<YAML::Node> LoadJson(std::string_view text, const std::string& filename);
 
+// Checks the cron expression a file gives for `field` at `where` ("FILE:LINE:COL"): five
+// fields of digits, letters, '*', ',', '-' and '/' (or a macro such as "@daily") that
+// CronSchedule::Parse (common/cron.h) accepts. slipway.toml's cronSchedule and
+// backupSchedule, railway's and render's schedules and vercel.json's crons all use it.
+// Returns the expression with its fields separated by single spaces. Errors
+// (kInvalidArgument), one line:
+//   WHERE: "cronSchedule" must be a 5-field cron expression (minute hour day-of-month
+//          month day-of-week, in UTC) like "0 2 * * *" (got "every night")
+//   WHERE: "cronSchedule": minute 61 is out of range 0-59     (the parser's reason)
+Result<std::string> CheckCronExpression(std::string_view text, const std::string& field,
+                                        const std::string& where);
+
 }  // namespace slipway

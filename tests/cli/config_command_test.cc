@@ -86,5 +86,44 @@ TEST(ConfigShowTest, SlipwayTomlOriginsAndSharedVariables) {
       << text;
 }
 
+TEST(ConfigShowTest, PostgresBackupSettingsWithOriginsAndDefaults) {
+  auto config = ParseSlipwayToml(
+      "[addons.db]\nkind = \"postgres\"\nbackupSchedule = \"30 4 * * *\"\n"
+      "[addons.audit]\nkind = \"postgres\"\n[addons.cache]\nkind = \"redis\"\n",
+      "slipway.toml", "p");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  config->sources = {"slipway.toml"};
+  std::string text = FormatConfigText(*config, "/p", false);
+  EXPECT_NE(text.find("[addons.db]\nkind = \"postgres\""), std::string::npos) << text;
+  EXPECT_NE(text.find("backupSchedule = \"30 4 * * *\"                 # slipway.toml:3:18\n"),
+            std::string::npos)
+      << text;
+  // Settings left at their defaults are shown with --all only, and never for redis.
+  EXPECT_EQ(text.find("backupRetention"), std::string::npos) << text;
+  std::string all = FormatConfigText(*config, "/p", true);
+  EXPECT_NE(all.find("[addons.audit]\n"
+                     "kind = \"postgres\"                             # slipway.toml:4:9\n"
+                     "backupSchedule = \"0 3 * * *\"                  # default\n"
+                     "backupRetention = 7                           # default\n"),
+            std::string::npos)
+      << all;
+  EXPECT_NE(
+      all.find(
+          "[addons.cache]\nkind = \"redis\"                                # slipway.toml:6:9\n"),
+      std::string::npos)
+      << all;
+  EXPECT_EQ(all.find("backupRetention", all.find("[addons.cache]")), std::string::npos) << all;
+
+  auto j = ConfigToJson(*config, "/p", false);
+  EXPECT_EQ(j["addons"]["db"]["kind"], "postgres");
+  EXPECT_EQ(j["addons"]["db"]["backupSchedule"]["value"], "30 4 * * *");
+  EXPECT_EQ(j["addons"]["db"]["backupSchedule"]["origin"], "slipway.toml:3:18");
+  EXPECT_FALSE(j["addons"]["db"].contains("backupRetention"));
+  auto j_all = ConfigToJson(*config, "/p", true);
+  EXPECT_EQ(j_all["addons"]["db"]["backupRetention"]["value"], 7);
+  EXPECT_EQ(j_all["addons"]["db"]["backupRetention"]["origin"], "default");
+  EXPECT_FALSE(j_all["addons"]["cache"].contains("backupSchedule"));
+}
+
 }  // namespace
 }  // namespace slipway

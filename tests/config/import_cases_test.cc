@@ -32,7 +32,13 @@ std::string Dump(const ProjectConfig& config) {
       if (value != expected[key]) out += "  " + key + ": " + value.dump() + "\n";
     }
   }
-  for (const AddonConfig& a : config.addons) out += "addon: " + a.name + " (" + a.kind + ")\n";
+  for (const AddonConfig& a : config.addons) {
+    out += "addon: " + a.name + " (" + a.kind + ")";
+    if (!a.backup_schedule.empty())
+      out += " backupSchedule=" + nlohmann::json(a.backup_schedule).dump();
+    if (a.backup_retention != 0) out += " backupRetention=" + std::to_string(a.backup_retention);
+    out += "\n";
+  }
   for (const auto& [k, v] : config.shared_variables) out += "shared: " + k + "=" + v + "\n";
   for (const auto& [k, v] : config.origins) out += "origin: " + k + " <- " + v + "\n";
   for (const auto& w : config.warnings) out += "warning: " + w + "\n";

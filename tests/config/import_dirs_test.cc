@@ -79,7 +79,12 @@ std::string DumpService(const ServiceConfig& s) {
 std::string Dump(const ProjectConfig& config) {
   std::string out = "project: " + config.name + "\nsources: " + List(config.sources) + "\n";
   for (const auto& s : config.services) out += DumpService(s);
-  for (const auto& a : config.addons) out += "addon: " + a.name + " (" + a.kind + ")\n";
+  for (const AddonConfig& a : config.addons) {
+    out += "addon: " + a.name + " (" + a.kind + ")";
+    if (!a.backup_schedule.empty()) out += " backupSchedule=" + Q(a.backup_schedule);
+    if (a.backup_retention != 0) out += " backupRetention=" + std::to_string(a.backup_retention);
+    out += "\n";
+  }
   for (const auto& [k, v] : config.shared_variables) out += "shared." + k + ": " + Q(v) + "\n";
   for (const auto& [k, v] : config.origins) out += "origin: " + k + " <- " + v + "\n";
   for (const auto& w : config.warnings) out += "warning: " + w + "\n";
