@@ -19,6 +19,7 @@
 #include "common/fs.h"
 #include "common/names.h"
 #include "common/sandbox.h"
+#include "config/config.h"
 
 namespace slipway {
 
@@ -30,8 +31,9 @@ using namespace addons_impl;
 
 constexpr const char* kPostgres = "postgres";
 constexpr const char* kRedis = "redis";
-constexpr const char* kDefaultSchedule = "0 3 * * *";
-constexpr int kDefaultRetention = 7;
+// The defaults a config's [addons.NAME] leaves unset (config/config.h).
+constexpr const char* kDefaultSchedule = kDefaultBackupSchedule;
+constexpr int kDefaultRetention = kDefaultBackupRetention;
 constexpr int kPasswordLength = 32;
 
 // States of AddonRecord::state.
@@ -256,6 +258,20 @@ class AddonManagerImpl final : public AddonManager {
           return AlreadyExists(Where(req.project, req.environment) + " has an add-on named \"" +
                                req.name + "\" already (" + existing->kind +
                                "); choose another name with --name");
+        }
+        // Backup settings follow the config that declares the add-on.
+        Settings settings = ParseSettings(*existing);
+        const std::string schedule =
+            req.backup_schedule.empty() ? settings.schedule : req.backup_schedule;
+        const int retention = req.backup_retention > 0 ? req.backup_retention : settings.retention;
+        if (existing->kind == kPostgres &&
+            (schedule != settings.schedule || retention != settings.retention)) {
+          settings.schedule = schedule;
+          settings.retention = retention;
+          existing->settings_json = SettingsJson(settings);
+          RETURN_IF_ERROR(store_.UpdateAddon(*existing));
+          spdlog::info("add-on \"{}\" of {}: backups now {} (UTC), {} kept", req.name,
+                       Where(req.project, req.environment), schedule, retention);
         }
         return InfoOf(*existing, req.project, req.environment);
       }

@@ -407,6 +407,8 @@ class DeployEngine::Impl {
       request.environment = environment;
       request.kind = a.kind;
       request.name = a.name;
+      request.backup_schedule = a.backup_schedule;
+      request.backup_retention = a.backup_retention;
       auto ensured = options_.addons->Ensure(request);
       if (!ensured.ok()) {
         return ensured.status().WithContext("add-on \"" + a.name + "\" (" + a.kind + ") of " +

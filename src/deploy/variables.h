@@ -34,8 +34,7 @@
 namespace slipway {
 
 // The variables an add-on gives the project's services ("DATABASE_URL", ...), or nullopt
-// when the project has no add-on of that name. Add-ons arrive with issue 6; until then
-// the engine's lookup finds none.
+// when the project has no add-on of that name (addons/addons.h).
 using AddonLookup =
     std::function<std::optional<std::map<std::string, std::string>>(const std::string& name)>;
 

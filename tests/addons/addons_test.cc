@@ -351,6 +351,23 @@ TEST_F(AddonsTest, EnsureIsIdempotentAndNamesAreOneKindEach) {
   bad.backup_schedule = "61 * * * *";
   EXPECT_EQ(g->manager->Ensure(bad).status().code(), StatusCode::kInvalidArgument);
 
+  // The backup settings of an existing add-on follow what the config now says; the
+  // server is left as it is.
+  AddonRequest nightly = again;
+  nightly.backup_schedule = "30 4 * * *";
+  nightly.backup_retention = 14;
+  auto changed = g->manager->Ensure(nightly);
+  ASSERT_TRUE(changed.ok()) << changed.status().ToString();
+  EXPECT_EQ(changed->backup_schedule, "30 4 * * *");
+  EXPECT_EQ(changed->backup_retention, 14);
+  EXPECT_EQ(changed->pid, g->pg.pid);
+  auto kept = g->manager->Ensure(again);  // a config without the keys keeps them
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(kept->backup_schedule, "30 4 * * *");
+  nightly.backup_schedule = "0 3 * * *";
+  nightly.backup_retention = 7;
+  ASSERT_TRUE(g->manager->Ensure(nightly).ok());
+
   auto listed = g->manager->List(kProject, "production");
   ASSERT_TRUE(listed.ok());
   ASSERT_EQ(listed->size(), 2u);
