@@ -2191,8 +2191,16 @@ class DeployEngine::Impl {
     scope.project = project_name;
     scope.environment = environment;
     if (options_.addons != nullptr) {
-      scope.addon = [addons = options_.addons, project_name, environment](const std::string& name) {
-        return addons->Variables(project_name, environment, name);
+      scope.addon = [addons = options_.addons, project_name,
+                     environment](const std::string& name) -> std::optional<AddonVariables> {
+        auto listed = addons->List(project_name, environment);
+        if (!listed.ok()) return std::nullopt;
+        for (const AddonInfo& a : *listed) {
+          if (a.name != name) continue;
+          return AddonVariables{a.variables,
+                                {a.secret_variables.begin(), a.secret_variables.end()}};
+        }
+        return std::nullopt;
       };
     }
     std::vector<VariableRecord> rows;

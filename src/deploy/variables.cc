@@ -162,10 +162,14 @@ class Resolver {
       }
       if (scope_.addon) {
         if (auto vars = scope_.addon(head)) {
-          auto it = vars->find(key);
-          if (it == vars->end()) return fail("add-on \"" + head + "\" has no variable " + key);
+          auto it = vars->values.find(key);
+          if (it == vars->values.end()) {
+            return fail("add-on \"" + head + "\" has no variable " + key);
+          }
           out.text += it->second;
-          out.secret = true;  // add-on credentials
+          // Passwords and the URLs holding them are secret; PGUSER or PGPORT are not (the
+          // user is the project's name, which masking would blank out everywhere).
+          out.secret = out.secret || vars->secret.count(key) > 0;
           continue;
         }
       }

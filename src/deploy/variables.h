@@ -35,8 +35,11 @@ namespace slipway {
 
 // The variables an add-on gives the project's services ("DATABASE_URL", ...), or nullopt
 // when the project has no add-on of that name (addons/addons.h).
-using AddonLookup =
-    std::function<std::optional<std::map<std::string, std::string>>(const std::string& name)>;
+struct AddonVariables {
+  std::map<std::string, std::string> values;
+  std::set<std::string> secret;  // the names whose values hold a password
+};
+using AddonLookup = std::function<std::optional<AddonVariables>(const std::string& name)>;
 
 // The platform variables other services may reference: SLIPWAY_PUBLIC_DOMAIN and co.
 inline constexpr const char* kReferablePlatformVariables[] = {

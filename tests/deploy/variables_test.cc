@@ -49,8 +49,11 @@ TEST(ResolveVariablesTest, LayersFromSharedConfigUpToServiceUser) {
 TEST(ResolveVariablesTest, EveryReferenceForm) {
   VariableScope scope = Shop();
   scope.shared_config = {{"REGION", "eu"}, {"HOSTPART", "db-${{REGION}}"}};
-  scope.addon = [](const std::string& name) -> std::optional<std::map<std::string, std::string>> {
-    if (name == "postgres") return std::map<std::string, std::string>{{"DATABASE_URL", "pg://x"}};
+  scope.addon = [](const std::string& name) -> std::optional<AddonVariables> {
+    if (name == "postgres") {
+      return AddonVariables{{{"DATABASE_URL", "pg://u:pw@h/db"}, {"PGUSER", "u"}},
+                            {"DATABASE_URL"}};
+    }
     return std::nullopt;
   };
   ServiceVariables api = Service("api", {{"TOKEN_HEADER", "X-Token"}});
@@ -61,6 +64,7 @@ TEST(ResolveVariablesTest, EveryReferenceForm) {
                                   {"OTHER", "${{ api.TOKEN_HEADER }}"},
                                   {"PRIV", "${{api.SLIPWAY_PRIVATE_URL}}/v1"},
                                   {"DB", "${{ postgres.DATABASE_URL }}"},
+                                  {"DB_USER", "${{ postgres.PGUSER }}"},
                                   {"NESTED", "${{ shared.HOSTPART }}"}},
                                  {{"USER_KEY", "k3y-value"}});
   web.user_secret = {"USER_KEY"};
@@ -72,10 +76,11 @@ TEST(ResolveVariablesTest, EveryReferenceForm) {
   EXPECT_EQ(out.values.at("SAME"), "k3y-value-eu");
   EXPECT_EQ(out.values.at("OTHER"), "X-Token");
   EXPECT_EQ(out.values.at("PRIV"), "http://api.shop.localhost:8080/v1");
-  EXPECT_EQ(out.values.at("DB"), "pg://x");
+  EXPECT_EQ(out.values.at("DB"), "pg://u:pw@h/db");
+  EXPECT_EQ(out.values.at("DB_USER"), "u");
   EXPECT_EQ(out.values.at("NESTED"), "db-eu");
   EXPECT_EQ(out.values.at("REGION"), "eu");  // shared variables reach every service
-  // Secret: set as one, or made from one (or an add-on's credentials).
+  // Secret: set as one, or made from one (or an add-on's password, not its user name).
   EXPECT_EQ(out.secret, (std::set<std::string>{"USER_KEY", "SAME", "DB"}));
 }
 
@@ -99,9 +104,7 @@ TEST(ResolveVariablesTest, MissingReferencesNameWhatIsMissing) {
   scope.services[1].config = {{"X", "a ${{ api.KEY "}};
   EXPECT_EQ(ErrorOf(scope, "web"),
             "variable X of service \"web\": unterminated \"${{\" (a reference ends with \"}}\")");
-  scope.addon = [](const std::string&) {
-    return std::optional<std::map<std::string, std::string>>(std::map<std::string, std::string>{});
-  };
+  scope.addon = [](const std::string&) { return std::optional<AddonVariables>(AddonVariables{}); };
   scope.services[1].config = {{"X", "${{ redis.REDIS_URL }}"}};
   EXPECT_EQ(ErrorOf(scope, "web"),
             "variable X of service \"web\": ${{ redis.REDIS_URL }}: add-on \"redis\" has no "

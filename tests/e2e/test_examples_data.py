@@ -93,7 +93,7 @@ class ClimbiqTest(SlipwayTestCase):
         self.assertIn("text/event-stream", response.getheader("Content-Type", ""))
         events, arrivals, block = [], [], []
         while True:
-            line = response.fp.readline()
+            line = response.readline()  # de-chunked, as the events arrive
             if not line:
                 break
             line = line.decode().rstrip("\r\n")
