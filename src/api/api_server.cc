@@ -423,6 +423,7 @@ class ApiServerImpl final : public ApiServer {
     out["project"] = accepted->project;
     out["environment"] = request.environment;
     out["warnings"] = accepted->warnings;
+    out["provisioned"] = accepted->provisioned;
     out["unchanged"] = accepted->unchanged;
     out["deployments"] = json::array();
     for (size_t i = 0; i < accepted->deployments.size(); ++i) {

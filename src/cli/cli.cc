@@ -125,6 +125,9 @@ int Up(const UpOptions& opts) {
     }
     std::fprintf(stderr, "warning: %s\n", text.c_str());
   }
+  for (const auto& line : accepted->value("provisioned", json::array())) {
+    std::printf("==> %s\n", line.get<std::string>().c_str());
+  }
   for (const auto& name : accepted->value("unchanged", json::array())) {
     std::printf("%s: unchanged (watchPatterns), not redeployed\n", name.get<std::string>().c_str());
   }

@@ -316,7 +316,8 @@ class DeployEngine::Impl {
 
     // The add-ons the config declares exist (and run) before the variables that refer
     // to them are resolved; provisioning one takes a few seconds, once.
-    RETURN_IF_ERROR(EnsureAddons(config, request.environment));
+    std::vector<std::string> provisioned;
+    RETURN_IF_ERROR(EnsureAddons(config, request.environment, provisioned));
 
     // Variables are resolved now, so a missing reference fails `slipway up` at once and
     // nothing deployed changes.
@@ -327,6 +328,7 @@ class DeployEngine::Impl {
 
     accepted.project = config.name;
     accepted.warnings = config.warnings;
+    accepted.provisioned = std::move(provisioned);
     ASSIGN_OR_RETURN(ProjectRecord project, store_.EnsureProject(config.name));
     ASSIGN_OR_RETURN(EnvironmentRecord env,
                      store_.EnsureEnvironment(project.id, request.environment));
@@ -389,7 +391,8 @@ class DeployEngine::Impl {
   }
 
   // Provisions the add-ons the config declares (warnings go to `config`).
-  Status EnsureAddons(ProjectConfig& config, const std::string& environment) {
+  Status EnsureAddons(ProjectConfig& config, const std::string& environment,
+                      std::vector<std::string>& provisioned) {
     for (const AddonConfig& a : config.addons) {
       if (std::any_of(config.services.begin(), config.services.end(),
                       [&](const ServiceConfig& s) { return s.name == a.name; })) {
@@ -409,10 +412,15 @@ class DeployEngine::Impl {
       request.name = a.name;
       request.backup_schedule = a.backup_schedule;
       request.backup_retention = a.backup_retention;
+      const bool existed = options_.addons->Variables(config.name, environment, a.name).has_value();
       auto ensured = options_.addons->Ensure(request);
       if (!ensured.ok()) {
         return ensured.status().WithContext("add-on \"" + a.name + "\" (" + a.kind + ") of " +
                                             config.source);
+      }
+      if (!existed) {
+        provisioned.push_back("add-on " + a.name + ": " + ensured->version +
+                              " on 127.0.0.1:" + std::to_string(ensured->port) + " (new)");
       }
     }
     return Status::Ok();

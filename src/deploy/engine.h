@@ -129,6 +129,9 @@ struct DeployAccepted {
   // Services not redeployed: their watchPatterns files and config are unchanged.
   std::vector<std::string> unchanged;
   std::vector<std::string> warnings;
+  // Add-ons this deploy started for the first time: "add-on db: PostgreSQL 15.18 on
+  // 127.0.0.1:41235 (new)".
+  std::vector<std::string> provisioned;
   std::string project;
 };
 

@@ -26,6 +26,8 @@ class AddonsTest(SlipwayTestCase):
         self.app = self.slipway.copy_app("notes")
         up = self.slipway.up(self.app)
         self.assertDeployed(up, "web", "notes")
+        self.assertRegex(up.stdout, r"==> add-on db: PostgreSQL 1\d\.\d+ on 127\.0\.0\.1:\d+ \(new\)")
+        self.assertRegex(up.stdout, r"==> add-on cache: Redis \d\.\d+\.\d+ on 127\.0\.0\.1:\d+ \(new\)")
 
     # --- helpers -----------------------------------------------------------------
 
