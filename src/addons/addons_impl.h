@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/sandbox.h"
+#include "common/shell.h"
 #include "common/status.h"
 #include "common/subprocess.h"
 #include "secrets/secrets.h"
@@ -40,8 +41,6 @@ bool ValidDatabaseName(std::string_view name);
 // "x" -> "\"x\"" (an SQL identifier); 'x' -> "'x'" (an SQL string literal).
 std::string QuoteIdent(std::string_view name);
 std::string QuoteLiteral(std::string_view text);
-// One word for /bin/sh: 'it''s' style single quoting.
-std::string ShellQuote(std::string_view word);
 
 // ---- processes -------------------------------------------------------------------
 

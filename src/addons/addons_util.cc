@@ -66,18 +66,6 @@ std::string QuoteLiteral(std::string_view text) {
   return out + "'";
 }
 
-std::string ShellQuote(std::string_view word) {
-  std::string out = "'";
-  for (char c : word) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
-
 // ---- processes -------------------------------------------------------------------
 
 bool PortInUse(int port) {

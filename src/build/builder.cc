@@ -15,6 +15,7 @@
 #include "build/dep_cache.h"
 #include "build/python_tools.h"
 #include "common/fs.h"
+#include "common/shell.h"
 
 namespace slipway {
 
@@ -295,12 +296,6 @@ struct Dependencies {
   std::string entry;      // the cache entry's directory
   bool packaged = false;  // Python: the project itself is installed too (pip install .)
 };
-
-std::string ShellQuote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
 
 std::string Key12(const std::string& key) { return key.substr(0, 12); }
 

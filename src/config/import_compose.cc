@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "common/names.h"
+#include "common/shell.h"
 #include "config/importers.h"
 
 namespace slipway {
@@ -22,25 +23,6 @@ bool IsVariableName(std::string_view name) {
   return std::all_of(name.begin(), name.end(), [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
   });
-}
-
-// A word as a POSIX shell reads it back: bare when it is safe, else single-quoted.
-std::string ShellQuote(const std::string& word) {
-  if (!word.empty() && std::all_of(word.begin(), word.end(), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) ||
-               std::string_view("_./:=@%+,-").find(c) != std::string_view::npos;
-      })) {
-    return word;
-  }
-  std::string out = "'";
-  for (char c : word) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
 }
 
 // "1m30s", "10s", "500ms", "1h" -> whole seconds (rounded up); -1 when malformed.
