@@ -325,6 +325,7 @@ class DeployEngine::Impl {
     for (const ServiceConfig* svc : chosen) chosen_names.push_back(svc->name);
     ASSIGN_OR_RETURN(VariableScope scope, ScopeFor(config.name, request.environment, &config));
     ASSIGN_OR_RETURN(Resolution resolution, ResolveVariables(scope, chosen_names));
+    WarnOfPublicSecrets(resolution, config.warnings);
 
     accepted.project = config.name;
     accepted.warnings = config.warnings;
@@ -388,6 +389,26 @@ class DeployEngine::Impl {
     }
     RefreshMasker();
     return accepted;
+  }
+
+  // Frontend build tools compile variables with these prefixes into the files they
+  // output, which the edge serves to anyone: a secret there is no longer secret.
+  static void WarnOfPublicSecrets(const Resolution& resolution,
+                                  std::vector<std::string>& warnings) {
+    static constexpr std::string_view kPublicPrefixes[] = {"VITE_",   "NEXT_PUBLIC_", "REACT_APP_",
+                                                           "PUBLIC_", "NUXT_PUBLIC_", "GATSBY_"};
+    for (const auto& [service, vars] : resolution.services) {
+      for (const std::string& name : vars.secret) {
+        for (std::string_view prefix : kPublicPrefixes) {
+          if (name.rfind(prefix, 0) != 0) continue;
+          warnings.push_back("service \"" + service + "\": " + name +
+                             " is a secret, but frontend builds put " + std::string(prefix) +
+                             "* variables into the files they serve to anyone; if it is meant "
+                             "to be public, set it with `slipway variables set --plain`");
+          break;
+        }
+      }
+    }
   }
 
   // Provisions the add-ons the config declares (warnings go to `config`).

@@ -56,6 +56,20 @@ class VariablesTest(SlipwayTestCase):
 
     # --- (a) secrets never leak ---------------------------------------------------------
 
+    def test_a_secret_a_frontend_build_would_publish_is_named_in_a_warning(self):
+        app = self.slipway.copy_app("static-site", "frontend")
+        self.assertCli(self.slipway.cli("variables", "set", "VITE_STRIPE_KEY=pk_live_0123456789",
+                                        "--service", "web", cwd=app))
+        self.assertCli(self.slipway.cli("variables", "set", "--plain", "VITE_API_BASE=/api",
+                                        "--service", "web", cwd=app))
+        up = self.assertCli(self.slipway.up(app))
+        self.assertIn(
+            'warning: service "web": VITE_STRIPE_KEY is a secret, but frontend builds put VITE_* '
+            "variables into the files they serve to anyone",
+            up.stderr,
+        )
+        self.assertNotIn("VITE_API_BASE", up.stderr)
+
     def test_secrets_reach_the_app_and_nothing_else(self):
         app = self.slipway.copy_app("python-stdlib", "vault")
         host = "web.vault.localhost"
