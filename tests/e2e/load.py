@@ -12,7 +12,8 @@ the error). A request fails when it raises, answers anything but 200, or its bod
 the example app's JSON. `check_versions` checks which versions answered against the
 moments switches completed.
 
-Used against examples/python-stdlib, whose answers are {"version": ..., "deployment": ...}.
+Used against examples/python-stdlib, whose answers are {"version": ..., "deployment": ...},
+and (with `paths`) against a static site's version.json.
 """
 
 import http.client
@@ -75,9 +76,13 @@ class Load:
         pause=0.02,
         timeout=30,
         max_seconds=600,
+        paths=None,
     ):
         self.port = port
         self.host = host
+        # What each kind of worker requests; every answer must be JSON with a "version".
+        self.paths = {"keepalive": "/version", "fresh": "/", "slow": f"/slow?ms={slow_ms}"}
+        self.paths.update(paths or {})
         self.counts = {"keepalive": keepalive, "fresh": fresh, "slow": slow}
         self.slow_ms = slow_ms
         self.pause = pause  # between two requests of one worker: bounds the request rate
@@ -121,7 +126,7 @@ class Load:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
 
     def _worker(self, kind):
-        path = {"keepalive": "/version", "fresh": "/", "slow": f"/slow?ms={self.slow_ms}"}[kind]
+        path = self.paths[kind]
         conn = None
         while not self._done():
             if conn is None or kind != "keepalive":
