@@ -350,7 +350,6 @@ class ApiServerImpl final : public ApiServer {
     git.api_url = "http://" +
                   (options_.address == "0.0.0.0" ? std::string("127.0.0.1") : options_.address) +
                   ":" + std::to_string(port_);
-    git.max_request_bytes = options_.max_upload_bytes;
     git.request_timeout = options_.git_request_timeout;
     auto repos = GitRepositories::Create(git);
     if (repos.ok()) {

@@ -101,7 +101,6 @@ struct GitOptions {
   std::string slipway_exe;  // the binary the hooks run (absolute)
   // Given to the hooks as SLIPWAY_URL: the control API serving the repositories.
   std::string api_url;
-  uint64_t max_request_bytes = 512ull << 20;  // a push's pack, as received
   // A request (for a push: receiving it, the hook's deploy, the answer) is killed
   // when it runs longer than this.
   std::chrono::seconds request_timeout{std::chrono::hours(1)};
@@ -117,7 +116,8 @@ struct GitHttpRequest {
   std::string content_encoding;
   std::string git_protocol;  // the Git-Protocol header ("version=2")
   std::string remote_user;   // who authenticated (never the token)
-  std::string body_path;     // the request body, spooled to a file; "" : none
+  std::string body_path;     // the request body, spooled whole to a file (the caller
+                             // bounds its size); "" : none
 };
 
 // Where ServeHttp writes its answer: the status and headers once, then the body in

@@ -215,7 +215,7 @@ TEST_F(GitApiTest, APushOverTheSizeLimitIsRefusedClearly) {
   StartApi(64 << 10);
   std::string noise;
   uint32_t x = 12345;
-  for (int i = 0; i < (1 << 20); ++i) {
+  for (int i = 0; i < (1 << 20); ++i) {  // 1 MiB that does not compress
     x = x * 1103515245 + 12345;
     noise.push_back(static_cast<char>(x >> 16));
   }
@@ -225,6 +225,14 @@ TEST_F(GitApiTest, APushOverTheSizeLimitIsRefusedClearly) {
   EXPECT_NE(push.output.find("413"), std::string::npos) << push.output;
   EXPECT_EQ(RemoteRef("refs/heads/main"), "");
   EXPECT_TRUE(std::filesystem::is_empty(home_ + "/uploads"));
+  // Under the limit, the same push (its pack sent chunked: over git's 1 MiB buffer)
+  // goes through whole.
+  StartApi(64 << 20);
+  GitRun bigger = Git({"push", Url("slipway:" + token_ + "@"), "main"}, work_);
+  ASSERT_EQ(bigger.code, 0) << bigger.output;
+  EXPECT_EQ(RemoteRef("refs/heads/main"), Git({"rev-parse", "HEAD"}, work_).output);
+  EXPECT_EQ(Git({"--git-dir=" + home_ + "/git/demo.git", "cat-file", "-s", "HEAD:blob.bin"}).output,
+            "1048576\n");
 }
 
 TEST_F(GitApiTest, OnlyTheSmartProtocolOfValidProjects) {
