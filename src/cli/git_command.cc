@@ -158,8 +158,10 @@ struct Hook {
     return Status::Ok();
   }
 
-  // Creates the preview environment of `branch` when it has none; returns its name.
-  Result<std::string> PreviewEnvironment(const std::string& branch) const {
+  // Creates the preview environment of `branch` when it has none (setting *created);
+  // returns its name.
+  Result<std::string> PreviewEnvironment(const std::string& branch, bool* created) const {
+    *created = false;
     ASSIGN_OR_RETURN(auto envs, Environments());
     const std::string name = PreviewEnvironmentName(branch, project, envs);
     if (envs.count(name)) return name;
@@ -175,6 +177,7 @@ struct Hook {
     RETURN_IF_ERROR(
         client.Post(ProjectPath("/environments"), body.dump(), "application/json", 60'000)
             .status());
+    *created = true;
     return name;
   }
 
@@ -217,10 +220,28 @@ struct Hook {
     }
     ASSIGN_OR_RETURN(std::vector<ServiceChange> changes, ServicesTouched(before, *config, changed));
 
-    std::string env = "production";
-    if (!production) {
-      ASSIGN_OR_RETURN(env, PreviewEnvironment(branch));
+    if (production) {
+      return Deploy(update, branch, "production", work.path + "/new", *config, changes);
     }
+    bool created = false;
+    ASSIGN_OR_RETURN(std::string env, PreviewEnvironment(branch, &created));
+    Status deployed = Deploy(update, branch, env, work.path + "/new", *config, changes);
+    if (!deployed.ok() && created) {
+      // The push is refused, so the branch does not exist here: nor does its preview.
+      if (client.Delete(ProjectPath("/environments/" + UrlEncode(env)), 600'000).ok()) {
+        Say("preview environment " + env + " removed: the branch was not created");
+      }
+    }
+    return deployed;
+  }
+
+  // Deploys the services `changes` calls for (and those not live in `env`) from the
+  // tree in `dir`, following them until they are live or failed.
+  Status Deploy(const RefUpdate& update, const std::string& branch, const std::string& env,
+                const std::string& dir, const ProjectConfig& config,
+                std::vector<ServiceChange>& changes) const {
+    const bool production = env == "production";
+    const std::string short_id = update.new_id.substr(0, 7);
     ASSIGN_OR_RETURN(auto active, ActiveStatuses(env));
     std::vector<std::string> deploy;
     Say("==> " + branch + " " + short_id + " -> " + env + " (project " + project + ")");
@@ -228,7 +249,7 @@ struct Hook {
       ServiceChange& change = changes[i];
       const std::string status = active.count(change.service) ? active[change.service] : "";
       std::string verb = "not redeployed";
-      if (!production && config->services[i].type == "cron") {
+      if (!production && config.services[i].type == "cron") {
         // As Vercel does: a preview's cron job would run on a schedule with production's
         // inherited secrets, against whatever they reach.
         change.deploy = false;
@@ -249,7 +270,7 @@ struct Hook {
     }
 
     ASSIGN_OR_RETURN(std::string packed,
-                     PackDirectory(work.path + "/new", DefaultArchiveExcludes(), kMaxTreeBytes));
+                     PackDirectory(dir, DefaultArchiveExcludes(), kMaxTreeBytes));
     std::string services;
     for (const auto& name : deploy) services += (services.empty() ? "" : ",") + name;
     const std::string target = "/v1/deploy?project=" + UrlEncode(project) +
@@ -258,8 +279,8 @@ struct Hook {
     ASSIGN_OR_RETURN(json accepted, client.Post(target, packed, "application/gzip", 600'000));
     for (const auto& w : accepted.value("warnings", json::array())) {
       const std::string text = w.get<std::string>();
-      if (std::find(config->warnings.begin(), config->warnings.end(), text) ==
-          config->warnings.end()) {
+      if (std::find(config.warnings.begin(), config.warnings.end(), text) ==
+          config.warnings.end()) {
         Say("warning: " + text);
       }
     }

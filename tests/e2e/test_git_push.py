@@ -237,6 +237,13 @@ class GitPushTest(SlipwayTestCase):
         remote = self.git(repo, "ls-remote", "slipway", "refs/heads/main").stdout
         self.assertTrue(remote.startswith(good), remote)
 
+        # The broken commit on a new branch: refused too, and no preview is left behind.
+        code, output = self.push(repo, "main:broken-feature", ok=False)
+        self.assertNotEqual(code, 0, output)
+        self.assertIn("preview environment broken-feature removed", output)
+        envs = sw.api_get(f"/v1/projects/{project}/environments")["environments"]
+        self.assertEqual([e["name"] for e in envs], ["production"])
+
         # Fixed: the push goes through and deploys web.
         self.git(repo, "revert", "--no-edit", "HEAD")
         self.commit(repo, "web v2", {"web/message.txt": "web v2\n"})
