@@ -525,20 +525,11 @@ class ApiServerImpl final : public ApiServer {
     return password.empty() && TokenMatches(name);
   }
 
+  // Git's clients show a plain-text answer to the user; JSON is for the CLI.
   void SendText(asio::io_context& ioc, beast::tcp_stream& stream, int status,
                 const std::string& text,
                 const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-    http::response<http::string_body> res{static_cast<http::status>(status), 11};
-    res.set(http::field::content_type, "text/plain; charset=utf-8");
-    res.set(http::field::server, "slipway");
-    for (const auto& [name, value] : headers) res.set(name, value);
-    res.body() = text + "\n";
-    res.keep_alive(false);
-    res.prepare_payload();
-    stream.expires_after(std::chrono::seconds(30));
-    Await(ioc, [&](auto handler) { http::async_write(stream, res, handler); });
-    beast::error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    SendBody(ioc, stream, status, "text/plain; charset=utf-8", text + "\n", false, headers);
   }
 
   // /git/<project>.git/<path>: git's smart HTTP, answered by `git http-backend`. The
@@ -658,11 +649,19 @@ class ApiServerImpl final : public ApiServer {
 
   void Send(asio::io_context& ioc, beast::tcp_stream& stream, int status, const json& body,
             bool keep_alive) {
-    http::response<http::string_body> res{static_cast<http::status>(status), 11};
-    res.set(http::field::content_type, "application/json");
-    res.set(http::field::server, "slipway");
     // Logs and app output in answers may hold bytes that are not UTF-8: replaced, not thrown.
-    res.body() = body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    SendBody(ioc, stream, status, "application/json",
+             body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", keep_alive, {});
+  }
+
+  void SendBody(asio::io_context& ioc, beast::tcp_stream& stream, int status,
+                const char* content_type, std::string body, bool keep_alive,
+                const std::vector<std::pair<std::string, std::string>>& headers) {
+    http::response<http::string_body> res{static_cast<http::status>(status), 11};
+    res.set(http::field::content_type, content_type);
+    res.set(http::field::server, "slipway");
+    for (const auto& [name, value] : headers) res.set(name, value);
+    res.body() = std::move(body);
     res.keep_alive(keep_alive);
     res.prepare_payload();
     stream.expires_after(std::chrono::seconds(30));
