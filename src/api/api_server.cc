@@ -29,6 +29,7 @@
 #include "common/names.h"
 #include "common/run_stream.h"
 #include "config/config.h"
+#include "git/git.h"
 
 namespace slipway {
 
@@ -208,6 +209,127 @@ uint64_t FileSize(const std::string& path) {
   return ec ? 0 : size;
 }
 
+// 16 hex digits of randomness: names of spooled uploads.
+std::string RandomId() {
+  unsigned char rnd[8];
+  RAND_bytes(rnd, sizeof(rnd));
+  static const char* kHex = "0123456789abcdef";
+  std::string id;
+  for (unsigned char b : rnd) {
+    id.push_back(kHex[b >> 4]);
+    id.push_back(kHex[b & 15]);
+  }
+  return id;
+}
+
+// Standard base64 (with or without padding); nullopt for anything else.
+std::optional<std::string> DecodeBase64(std::string_view in) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  while (!in.empty() && in.back() == '=') in.remove_suffix(1);
+  std::string out;
+  uint32_t bits = 0;
+  int count = 0;
+  for (char c : in) {
+    int v = value(c);
+    if (v < 0) return std::nullopt;
+    bits = (bits << 6) | static_cast<uint32_t>(v);
+    count += 6;
+    if (count >= 8) {
+      count -= 8;
+      out.push_back(static_cast<char>((bits >> count) & 0xff));
+    }
+  }
+  return out;
+}
+
+// Who pushed, as git's REMOTE_USER: the Basic user name when it is a plain one.
+std::string RemoteUser(std::string_view basic_user) {
+  if (basic_user.empty() || basic_user.size() > 64) return "slipway";
+  for (char c : basic_user) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-' &&
+        c != '@') {
+      return "slipway";
+    }
+  }
+  return std::string(basic_user);
+}
+
+// Reads and drops what the client still sends, until it closes or `limit` passes.
+void DrainUnread(int fd, std::chrono::seconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  char buf[64 * 1024];
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) return;
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) return;
+  }
+}
+
+// Writes a git answer straight to the client's socket as an HTTP/1.1 response with a
+// chunked body, each piece as git produced it (so `remote:` lines arrive live). A
+// client that stops reading for a minute counts as gone.
+class SocketResponder final : public GitHttpResponder {
+ public:
+  explicit SocketResponder(int fd) : fd_(fd) {}
+
+  Status Begin(int status,
+               const std::vector<std::pair<std::string, std::string>>& headers) override {
+    began_ = true;
+    std::string head = "HTTP/1.1 " + std::to_string(status) + " " +
+                       std::string(http::obsolete_reason(static_cast<http::status>(status))) +
+                       "\r\n";
+    for (const auto& [name, value] : headers) head += name + ": " + value + "\r\n";
+    head += "Server: slipway\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    return SendAll(head);
+  }
+
+  Status Write(std::string_view data) override {
+    char size[20];
+    std::snprintf(size, sizeof(size), "%zx\r\n", data.size());
+    RETURN_IF_ERROR(SendAll(size));
+    RETURN_IF_ERROR(SendAll(data));
+    return SendAll("\r\n");
+  }
+
+  void Finish() { (void)SendAll("0\r\n\r\n"); }
+  bool began() const { return began_; }
+
+ private:
+  Status SendAll(std::string_view data) {
+    if (failed_) return Unavailable("the client went away");
+    while (!data.empty()) {
+      ssize_t n = send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n > 0) {
+        data.remove_prefix(static_cast<size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        pollfd p{fd_, POLLOUT, 0};
+        if (poll(&p, 1, 60'000) > 0) continue;
+      }
+      failed_ = true;
+      return Unavailable("the client went away");
+    }
+    return Status::Ok();
+  }
+
+  int fd_;
+  bool began_ = false;
+  bool failed_ = false;
+};
+
 class ApiServerImpl final : public ApiServer {
  public:
   ApiServerImpl(ApiOptions options, Store& store, DeployEngine& engine, AddonManager* addons,
@@ -217,7 +339,26 @@ class ApiServerImpl final : public ApiServer {
         engine_(engine),
         addons_(addons),
         listen_fd_(listen_fd),
-        port_(port) {}
+        port_(port) {
+    if (options_.slipway_exe.empty()) {
+      git_status_ = NotFound("this Slipway server serves no git repositories");
+      return;
+    }
+    GitOptions git;
+    git.home = options_.home;
+    git.slipway_exe = options_.slipway_exe;
+    git.api_url = "http://" +
+                  (options_.address == "0.0.0.0" ? std::string("127.0.0.1") : options_.address) +
+                  ":" + std::to_string(port_);
+    git.request_timeout = options_.git_request_timeout;
+    auto repos = GitRepositories::Create(git);
+    if (repos.ok()) {
+      git_ = std::move(*repos);
+    } else {
+      git_status_ = repos.status();
+      spdlog::warn("git push is off: {}", git_status_.message());
+    }
+  }
 
   ~ApiServerImpl() override { Stop(); }
 
@@ -306,6 +447,7 @@ class ApiServerImpl final : public ApiServer {
     }
     const auto& header = header_parser.get();
     std::string target(header.target());
+    if (target.rfind("/git/", 0) == 0) return HandleGit(ioc, stream, buffer, header_parser, target);
     ParsedTarget t = ParseTarget(target);
     bool is_health = header.method() == http::verb::get && t.segments.size() == 2 &&
                      t.segments[0] == "v1" && t.segments[1] == "health";
@@ -345,24 +487,181 @@ class ApiServerImpl final : public ApiServer {
     Send(ioc, stream, reply.status, reply.body, false);
   }
 
+  bool TokenMatches(std::string_view given) const {
+    return given.size() == options_.token.size() &&
+           CRYPTO_memcmp(given.data(), options_.token.data(), given.size()) == 0;
+  }
+
   bool Authorized(const http::request_header<>& header) const {
     auto it = header.find(http::field::authorization);
     if (it == header.end()) return false;
     std::string_view value = it->value();
     const std::string_view prefix = "Bearer ";
     if (value.substr(0, prefix.size()) != prefix) return false;
-    std::string_view given = value.substr(prefix.size());
-    return given.size() == options_.token.size() &&
-           CRYPTO_memcmp(given.data(), options_.token.data(), given.size()) == 0;
+    return TokenMatches(value.substr(prefix.size()));
+  }
+
+  // git's credential helpers speak HTTP Basic: the token is the password (any user
+  // name), or the user name with no password; a Bearer token works too. Sets *user to
+  // who pushed, never to the token.
+  bool GitAuthorized(const http::request_header<>& header, std::string* user) const {
+    *user = "slipway";
+    if (Authorized(header)) return true;
+    auto it = header.find(http::field::authorization);
+    if (it == header.end()) return false;
+    std::string_view value = it->value();
+    const std::string_view prefix = "Basic ";
+    if (value.substr(0, prefix.size()) != prefix) return false;
+    auto decoded = DecodeBase64(value.substr(prefix.size()));
+    if (!decoded) return false;
+    auto colon = decoded->find(':');
+    if (colon == std::string::npos) return false;
+    std::string_view name = std::string_view(*decoded).substr(0, colon);
+    std::string_view password = std::string_view(*decoded).substr(colon + 1);
+    if (TokenMatches(password)) {
+      *user = RemoteUser(name);
+      return true;
+    }
+    return password.empty() && TokenMatches(name);
+  }
+
+  // Git's clients show a plain-text answer to the user; JSON is for the CLI.
+  void SendText(asio::io_context& ioc, beast::tcp_stream& stream, int status,
+                const std::string& text,
+                const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+    SendBody(ioc, stream, status, "text/plain; charset=utf-8", text + "\n", false, headers);
+  }
+
+  // /git/<project>.git/<path>: git's smart HTTP, answered by `git http-backend`. The
+  // first push to a project creates its repository.
+  void HandleGit(asio::io_context& ioc, beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                 http::request_parser<http::empty_body>& header_parser, const std::string& target) {
+    const auto& header = header_parser.get();
+    std::string user;
+    if (!GitAuthorized(header, &user)) {
+      return SendText(ioc, stream, 401,
+                      "Slipway: this repository takes the API token as the password; "
+                      "`slipway git-remote` prints the URL to push to",
+                      {{"WWW-Authenticate", "Basic realm=\"Slipway\""}});
+    }
+    GitHttpRequest request;
+    request.method = std::string(header.method_string());
+    request.remote_user = user;
+    const size_t q = target.find('?');
+    const std::string path = target.substr(5, q == std::string::npos ? q : q - 5);
+    request.query = q == std::string::npos ? "" : target.substr(q + 1);
+    const size_t dot = path.find(".git/");
+    if (dot != std::string::npos) {
+      request.project = path.substr(0, dot);
+      request.path = path.substr(dot + 5);
+    }
+    if (request.project.empty() || !ValidateName(request.project, "project name").ok()) {
+      return SendText(ioc, stream, 404,
+                      "Slipway: not a repository URL: push to /git/<project>.git (`slipway "
+                      "git-remote` prints it)");
+    }
+    if (!git_) return SendText(ioc, stream, 503, "Slipway: " + git_status_.message());
+    const bool push =
+        request.path == "git-receive-pack" || request.query == "service=git-receive-pack";
+    if (push) {
+      std::string branch = kDefaultProductionBranch;
+      if (auto project = store_.GetProject(request.project);
+          project.ok() && !project->production_branch.empty()) {
+        branch = project->production_branch;
+      }
+      if (Status st = git_->Ensure(request.project, branch); !st.ok()) {
+        return SendText(ioc, stream, HttpStatusFor(st), "Slipway: " + st.message());
+      }
+    }
+    if (auto it = header.find(http::field::content_type); it != header.end()) {
+      request.content_type = std::string(it->value());
+    }
+    if (auto it = header.find(http::field::content_encoding); it != header.end()) {
+      request.content_encoding = std::string(it->value());
+    }
+    if (auto it = header.find("Git-Protocol"); it != header.end()) {
+      request.git_protocol = std::string(it->value());
+    }
+    if (header.method() == http::verb::post) {
+      if (Status st = MakeDirs(options_.home + "/uploads", 0700); !st.ok()) {
+        return SendText(ioc, stream, HttpStatusFor(st), "Slipway: " + st.message());
+      }
+      request.body_path = options_.home + "/uploads/" + RandomId() + ".git-request";
+      Reply failed = SpoolBody(ioc, stream, buffer, header_parser, request.body_path, "the push");
+      if (failed.status != 200) {
+        (void)RemoveTree(request.body_path);
+        SendText(ioc, stream, failed.status,
+                 "Slipway: " + failed.body.value("error", std::string("bad request")));
+        // The client is still sending: closing now would reset the connection before it
+        // read the answer. curl stops sending once it sees an error answer.
+        return DrainUnread(stream.socket().native_handle(), std::chrono::seconds(10));
+      }
+      if (request.path == "git-receive-pack") {
+        spdlog::info("git push to {} by {} ({} bytes)", request.project, request.remote_user,
+                     FileSize(request.body_path));
+      }
+    }
+    SocketResponder responder(stream.socket().native_handle());
+    Status served = git_->ServeHttp(request, responder);
+    if (!request.body_path.empty()) (void)RemoveTree(request.body_path);
+    if (!served.ok() && !responder.began()) {
+      if (served.code() != StatusCode::kNotFound) {
+        spdlog::error("git {} {}: {}", request.project, request.path, served.message());
+      }
+      return SendText(ioc, stream, HttpStatusFor(served), "Slipway: " + served.message());
+    }
+    responder.Finish();
+    beast::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  // Reads the request body into `path` (created), at most max_upload_bytes within
+  // kUploadTimeout; answers 100 Continue first when the client waits for it. A Reply
+  // with status 200 when the body is whole, else the error to answer.
+  Reply SpoolBody(asio::io_context& ioc, beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                  http::request_parser<http::empty_body>& header_parser, const std::string& path,
+                  const std::string& what) {
+    if (beast::iequals(header_parser.get()[http::field::expect], "100-continue")) {
+      static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      beast::error_code ec;
+      asio::write(stream.socket(), asio::buffer(kContinue, sizeof(kContinue) - 1), ec);
+    }
+    http::request_parser<http::file_body> parser(std::move(header_parser));
+    parser.body_limit(options_.max_upload_bytes);
+    beast::error_code ec;
+    parser.get().body().open(path.c_str(), beast::file_mode::write, ec);
+    if (ec) return Error(ErrnoStatus("cannot store " + what + " in " + path, ec.value()));
+    stream.expires_after(kUploadTimeout);
+    ec = Await(ioc, [&](auto handler) { http::async_read(stream, buffer, parser, handler); });
+    parser.get().body().close();
+    if (!ec) return Reply{200, json::object()};
+    if (ec == http::error::body_limit) {
+      return Reply{413, json{{"error", what + " is larger than " +
+                                           std::to_string(options_.max_upload_bytes >> 20) +
+                                           " MiB, the server's limit"}}};
+    }
+    if (ec.value() == ENOSPC) {
+      return Error(ResourceExhausted("disk full while receiving " + what + " in " + options_.home +
+                                     "; free space and try again"));
+    }
+    return Error(InvalidArgument(what + " did not arrive whole: " + ec.message()));
   }
 
   void Send(asio::io_context& ioc, beast::tcp_stream& stream, int status, const json& body,
             bool keep_alive) {
-    http::response<http::string_body> res{static_cast<http::status>(status), 11};
-    res.set(http::field::content_type, "application/json");
-    res.set(http::field::server, "slipway");
     // Logs and app output in answers may hold bytes that are not UTF-8: replaced, not thrown.
-    res.body() = body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    SendBody(ioc, stream, status, "application/json",
+             body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", keep_alive, {});
+  }
+
+  void SendBody(asio::io_context& ioc, beast::tcp_stream& stream, int status,
+                const char* content_type, std::string body, bool keep_alive,
+                const std::vector<std::pair<std::string, std::string>>& headers) {
+    http::response<http::string_body> res{static_cast<http::status>(status), 11};
+    res.set(http::field::content_type, content_type);
+    res.set(http::field::server, "slipway");
+    for (const auto& [name, value] : headers) res.set(name, value);
+    res.body() = std::move(body);
     res.keep_alive(keep_alive);
     res.prepare_payload();
     stream.expires_after(std::chrono::seconds(30));
@@ -375,34 +674,12 @@ class ApiServerImpl final : public ApiServer {
                      http::request_parser<http::empty_body>& header_parser, const ParsedTarget& t) {
     std::string project = t.Get("project");
     if (project.empty()) return Error(InvalidArgument("the deploy names no project"));
-    unsigned char rnd[8];
-    RAND_bytes(rnd, sizeof(rnd));
-    char id[32];
-    std::snprintf(id, sizeof(id), "%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
-                  rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
-    std::string base = options_.home + "/uploads/" + id;
+    std::string base = options_.home + "/uploads/" + RandomId();
     std::string archive_path = base + ".tar.gz";
-
-    http::request_parser<http::file_body> parser(std::move(header_parser));
-    parser.body_limit(options_.max_upload_bytes);
-    beast::error_code ec;
-    parser.get().body().open(archive_path.c_str(), beast::file_mode::write, ec);
-    if (ec) return Error(ErrnoStatus("cannot store the upload in " + archive_path, ec.value()));
-    stream.expires_after(kUploadTimeout);
-    ec = Await(ioc, [&](auto handler) { http::async_read(stream, buffer, parser, handler); });
-    parser.get().body().close();
-    if (ec) {
+    Reply spooled = SpoolBody(ioc, stream, buffer, header_parser, archive_path, "the upload");
+    if (spooled.status != 200) {
       (void)RemoveTree(archive_path);
-      if (ec == http::error::body_limit) {
-        return Reply{413,
-                     json{{"error", "the upload is larger than " +
-                                        std::to_string(options_.max_upload_bytes >> 20) + " MiB"}}};
-      }
-      if (ec.value() == ENOSPC) {
-        return Error(ResourceExhausted("disk full while receiving the upload in " + options_.home +
-                                       "; free space and deploy again"));
-      }
-      return Error(InvalidArgument("the upload did not arrive whole: " + ec.message()));
+      return spooled;
     }
     Status unpacked = UnpackArchive(archive_path, base, options_.max_upload_bytes * 4);
     (void)RemoveTree(archive_path);
@@ -416,6 +693,17 @@ class ApiServerImpl final : public ApiServer {
     request.source_dir = base;
     std::string only = t.Get("service");
     if (!only.empty()) request.only_services.push_back(only);
+    std::stringstream several(t.Get("services"));
+    for (std::string name; std::getline(several, name, ',');) {
+      if (!name.empty()) request.only_services.push_back(name);
+    }
+    request.source_label = t.Get("label", request.source_label);
+    if (request.source_label.empty() || request.source_label.size() > 200 ||
+        std::any_of(request.source_label.begin(), request.source_label.end(),
+                    [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
+      (void)RemoveTree(base);
+      return Error(InvalidArgument("label must be 1 to 200 characters, no control characters"));
+    }
     // Deploy() owns the directory from here: it is removed when no deploy needs it.
     auto accepted = engine_.Deploy(request);
     if (!accepted.ok()) return Error(accepted.status());
@@ -454,6 +742,10 @@ class ApiServerImpl final : public ApiServer {
     if (s.size() == 4 && s[1] == "projects" && s[3] == "environments") {
       if (method == http::verb::get) return ListEnvironments(s[2]);
       if (method == http::verb::post) return CreateEnvironment(s[2], body);
+    }
+    if (s.size() == 4 && s[1] == "projects" && s[3] == "git") {
+      if (method == http::verb::get) return GitSettings(s[2]);
+      if (method == http::verb::put) return SetGitSettings(s[2], body);
     }
     if (s.size() == 5 && s[1] == "projects" && s[3] == "environments" &&
         method == http::verb::delete_) {
@@ -502,26 +794,99 @@ class ApiServerImpl final : public ApiServer {
     for (const auto& env : *envs) {
       auto services = ServicesJson(project_name, env.name);
       if (!services.ok()) return Error(services.status());
-      out.push_back({{"name", env.name}, {"created_at", env.created_at}, {"services", *services}});
+      out.push_back({{"name", env.name},
+                     {"created_at", env.created_at},
+                     {"branch", env.git_branch},
+                     {"services", *services}});
     }
     return Reply{200, json{{"project", project_name}, {"environments", out}}};
   }
 
-  // POST /v1/projects/<p>/environments {"name": "staging", "from": "production"}.
+  // POST /v1/projects/<p>/environments {"name": "staging", "from": "production"}, and
+  // "branch" for the preview environment of a git branch (git push creates those).
   Reply CreateEnvironment(const std::string& project, const std::string& body) {
     json req = json::parse(body, nullptr, false);
     if (req.is_discarded() || !req.is_object() || !req.contains("name") ||
-        !req["name"].is_string() || (req.contains("from") && !req["from"].is_string())) {
-      return Error(
-          InvalidArgument("expected a JSON object with a \"name\" and an optional \"from\""));
+        !req["name"].is_string() || (req.contains("from") && !req["from"].is_string()) ||
+        (req.contains("branch") && !req["branch"].is_string())) {
+      return Error(InvalidArgument(
+          "expected a JSON object with a \"name\", an optional \"from\" and \"branch\""));
+    }
+    const std::string branch = req.value("branch", "");
+    if (!branch.empty()) {
+      if (Status st = CheckBranchName(branch); !st.ok()) return Error(st);
     }
     auto env =
         engine_.CreateEnvironment(project, req["name"].get<std::string>(), req.value("from", ""));
     if (!env.ok()) return Error(env.status());
+    if (!branch.empty()) {
+      if (Status st = store_.SetEnvironmentBranch(env->id, branch); !st.ok()) {
+        // Another environment previews the branch already: this one was never wanted.
+        (void)engine_.DeleteEnvironment(project, env->name);
+        return Error(st.code() == StatusCode::kAlreadyExists
+                         ? AlreadyExists("branch " + branch + " of project " + project +
+                                         " has a preview environment already")
+                         : st);
+      }
+    }
     auto services = ServicesJson(project, env->name);
     return Reply{201, json{{"project", project},
                            {"name", env->name},
+                           {"branch", branch},
                            {"services", services.ok() ? *services : json::array()}}};
+  }
+
+  // GET /v1/projects/<p>/git: the git push settings (defaults for a project that has
+  // none, or does not exist yet) and whether its repository exists.
+  Reply GitSettings(const std::string& project_name) {
+    if (Status st = ValidateName(project_name, "project name"); !st.ok()) return Error(st);
+    json out{{"project", project_name},
+             {"path", "/git/" + project_name + ".git"},
+             {"production_branch", kDefaultProductionBranch},
+             {"preview_from", kDefaultPreviewFrom},
+             {"repository", git_ != nullptr && git_->Exists(project_name)},
+             {"git", git_ != nullptr},
+             {"git_error", git_ ? std::string() : git_status_.message()}};
+    if (auto project = store_.GetProject(project_name); project.ok()) {
+      if (!project->production_branch.empty())
+        out["production_branch"] = project->production_branch;
+      if (!project->preview_from.empty()) out["preview_from"] = project->preview_from;
+    }
+    return Reply{200, out};
+  }
+
+  // PUT /v1/projects/<p>/git {"production_branch": "trunk", "preview_from": "staging"}
+  // (each optional): stores them (creating the project) and creates the repository.
+  Reply SetGitSettings(const std::string& project_name, const std::string& body) {
+    if (Status st = ValidateName(project_name, "project name"); !st.ok()) return Error(st);
+    json req = body.empty() ? json::object() : json::parse(body, nullptr, false);
+    if (req.is_discarded() || !req.is_object() ||
+        (req.contains("production_branch") && !req["production_branch"].is_string()) ||
+        (req.contains("preview_from") && !req["preview_from"].is_string())) {
+      return Error(InvalidArgument(
+          "expected a JSON object with an optional \"production_branch\" and \"preview_from\""));
+    }
+    if (!git_) return Error(Unavailable(git_status_.message()));
+    auto project = store_.EnsureProject(project_name);
+    if (!project.ok()) return Error(project.status());
+    std::string branch = req.value("production_branch", project->production_branch);
+    std::string from = req.value("preview_from", project->preview_from);
+    if (branch == kDefaultProductionBranch) branch.clear();
+    if (from == kDefaultPreviewFrom) from.clear();
+    if (!branch.empty()) {
+      if (Status st = CheckBranchName(branch); !st.ok()) return Error(st);
+    }
+    if (!from.empty()) {
+      if (Status st = ValidateName(from, "environment name"); !st.ok()) return Error(st);
+    }
+    if (Status st = store_.SetProjectGitSettings(project->id, branch, from); !st.ok()) {
+      return Error(st);
+    }
+    if (Status st = git_->Ensure(project_name, branch.empty() ? kDefaultProductionBranch : branch);
+        !st.ok()) {
+      return Error(st);
+    }
+    return GitSettings(project_name);
   }
 
   // DELETE /v1/projects/<p>/environments/<e>: answers once its replicas are stopped.
@@ -1371,6 +1736,8 @@ class ApiServerImpl final : public ApiServer {
   AddonManager* addons_;  // may be null
   int listen_fd_;
   int port_;
+  std::unique_ptr<GitRepositories> git_;  // null: git_status_ says why
+  Status git_status_;
   std::function<Status(const DomainRecord&, bool added)> domain_hook_;
   std::map<std::string, std::function<Result<json>()>> info_sources_;
   std::thread acceptor_;

@@ -36,6 +36,15 @@
 //   POST /v1/projects/P/backups/ID/restore?env=E&addon=N  {"database"}: "" or absent
 //                                                 replaces the environment's database
 //   (addon "" for a backup or a restore: the environment's only postgres add-on)
+//   GET  /v1/projects/P/git                       git push settings (docs/git.md)
+//   PUT  /v1/projects/P/git                       {"production_branch", "preview_from"}:
+//                                                 sets them, creates the repository
+//   GET|POST /git/P.git/...                       git's smart HTTP (git/git.h), for the
+//                                                 token as Bearer or as the Basic password;
+//                                                 401 with WWW-Authenticate: Basic without
+//
+// POST /v1/deploy also takes services=A,B (several) and label=TEXT (the deployments'
+// source, default "upload"); POST /v1/projects/P/environments a "branch" it previews.
 //
 // Every secret value in an answer is replaced by *** (except variables listed with
 // reveal=1); add-ons' passwords always (DATABASE_URL as postgresql://u:***@...).
@@ -45,9 +54,11 @@
 //
 // Threading: one acceptor thread; each connection is served on its own thread, at
 // most `max_connections` at once (more are answered 503). Requests are bounded:
-// headers 64 KiB, JSON bodies 1 MiB, uploads `max_upload_bytes`, and time.
+// headers 64 KiB, JSON bodies 1 MiB, uploads and pushes `max_upload_bytes`, and time
+// (a push, its deploy included: `git_request_timeout`).
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -66,8 +77,11 @@ struct ApiOptions {
   int port = 7788;
   std::string token;
   std::string home;
-  uint64_t max_upload_bytes = 512ull << 20;
+  uint64_t max_upload_bytes = 512ull << 20;  // also the limit of a git push's pack
   int max_connections = 64;
+  // The slipway binary the repositories' hooks run (git/git.h); "" : no git routes.
+  std::string slipway_exe;
+  std::chrono::seconds git_request_timeout{std::chrono::hours(1)};
 };
 
 // The one mapping from Status to HTTP status codes.

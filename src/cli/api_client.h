@@ -38,6 +38,8 @@ class ApiClient {
                     const std::function<Status(std::string_view)>& on_body) const;
 
   const std::string& url() const { return url_; }
+  // The token the calls carry ("" when none was found): for `slipway git-remote`'s URL.
+  const std::string& token() const { return token_; }
 
  private:
   Status ErrorOf(int http_status, const std::string& body) const;

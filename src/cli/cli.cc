@@ -16,7 +16,9 @@
 #include "cli/cli_util.h"
 #include "cli/config_command.h"
 #include "cli/cron_command.h"
+#include "cli/deploy_progress.h"
 #include "cli/edge_command.h"
+#include "cli/git_command.h"
 #include "cli/server_command.h"
 #include "common/archive.h"
 #include "common/clock.h"
@@ -36,52 +38,12 @@ constexpr uint64_t kMaxUploadBytes = 512ull << 20;
 
 // ---- up ---------------------------------------------------------------------
 
-// What `up` says of a service that went live: its URL, or what a worker or cron job does.
-std::string LiveLine(const std::string& service, const json& deployment) {
-  const std::string type = deployment.value("type", "web");
-  if (type == "worker") return service + " is running (a worker: no URL)";
-  if (type == "cron") {
-    return service + " is scheduled: " + deployment.value("schedule", "") + " (UTC), next run " +
-           FormatTime(deployment.value("next_run", 0LL)) + "; `slipway cron run " + service +
-           "` runs it now";
-  }
-  return service + " is live at " + deployment.value("url", "");
-}
-
 struct UpOptions {
   std::string dir = ".";
   std::string service;
   std::string env = "production";
   bool detach = false;
 };
-
-// Follows one deployment until it finishes, printing its build log and progress.
-// Returns the final deployment JSON.
-Result<json> FollowDeployment(const ApiClient& client, int64_t id, const std::string& label) {
-  uint64_t offset = 0;
-  std::string last_status;
-  while (true) {
-    ASSIGN_OR_RETURN(json dep, client.Get("/v1/deployments/" + std::to_string(id) +
-                                              "?wait_ms=5000&log_offset=" + std::to_string(offset),
-                                          20'000));
-    std::string log = dep.value("log", "");
-    if (!log.empty()) {
-      std::fwrite(log.data(), 1, log.size(), stdout);
-      std::fflush(stdout);
-    }
-    offset = dep.value("log_offset", offset);
-    std::string status = dep.value("status", "");
-    if (status != last_status) {
-      if (status == "DEPLOYING") {
-        std::printf("==> %s: starting the release and waiting for its health check\n",
-                    label.c_str());
-        std::fflush(stdout);
-      }
-      last_status = status;
-    }
-    if (dep.value("finished", false)) return dep;
-  }
-}
 
 int Up(const UpOptions& opts) {
   std::string dir = AbsolutePath(opts.dir);
@@ -140,26 +102,9 @@ int Up(const UpOptions& opts) {
     }
     return 0;
   }
-  int failures = 0;
-  std::vector<std::string> live;
-  for (const auto& d : deployments) {
-    std::string service = d["service"];
-    std::printf("==> %s: deployment %lld\n", service.c_str(), d["id"].get<long long>());
-    std::fflush(stdout);
-    auto done = FollowDeployment(*client, d["id"].get<int64_t>(), service);
-    if (!done.ok()) return PrintError(done.status());
-    std::string status = (*done)["status"];
-    if (status == "ACTIVE") {
-      live.push_back(LiveLine(service, *done));
-    } else {
-      failures++;
-      std::fprintf(stderr, "error: %s: deployment %lld %s: %s\n", service.c_str(),
-                   d["id"].get<long long>(), status.c_str(),
-                   (*done)["error"].get<std::string>().c_str());
-    }
-  }
-  for (const auto& l : live) std::printf("%s\n", l.c_str());
-  return failures == 0 ? 0 : 1;
+  auto failures = FollowDeployments(*client, deployments);
+  if (!failures.ok()) return PrintError(failures.status());
+  return *failures == 0 ? 0 : 1;
 }
 
 // ---- status / deployments / logs -------------------------------------------
@@ -511,6 +456,12 @@ int EnvList(const EnvOptions& opts) {
   }
   std::printf("Project %s\n", project->c_str());
   PrintTable(rows);
+  for (const auto& e : (*res)["environments"]) {
+    const std::string branch = e.value("branch", "");
+    if (branch.empty()) continue;
+    std::printf("  %s: the preview of git branch %s (deleted with the branch)\n",
+                e["name"].get<std::string>().c_str(), branch.c_str());
+  }
   return 0;
 }
 
@@ -1181,6 +1132,21 @@ int RunCli(int argc, char** argv) {
     sub->add_option("--env,-e", backup_opts.env, "Environment [production]");
   }
 
+  GitRemoteOptions git_remote_opts;
+  auto* git_remote = app.add_subcommand(
+      "git-remote", "Print the git remote to push to (deploys on git push; docs/git.md)");
+  git_remote->add_option("--project,-p", git_remote_opts.project,
+                         "Project [from the current directory]");
+  git_remote->add_option("--production-branch", git_remote_opts.production_branch,
+                         "Set the branch deployed to production [main]");
+  git_remote->add_option("--preview-from", git_remote_opts.preview_from,
+                         "Set the environment previews start from [production]");
+  git_remote->add_flag("--url", git_remote_opts.url_only, "Print the remote's URL alone");
+  std::string git_hook_name;
+  auto* git_hook = app.add_subcommand("git-hook", "What the repositories' hooks run");
+  git_hook->add_option("hook", git_hook_name, "pre-receive")->required();
+  git_hook->group("");  // not for users: hidden from --help
+
   try {
     app.parse(static_cast<int>(args.size()), args.data());
   } catch (const CLI::ParseError& e) {
@@ -1216,6 +1182,8 @@ int RunCli(int argc, char** argv) {
   if (backups_create->parsed()) return BackupsCreate(backup_opts);
   if (backups_restore->parsed()) return BackupsRestore(backup_opts);
   if (backups->parsed()) return BackupsList(backup_opts);
+  if (git_remote->parsed()) return GitRemoteCommand(git_remote_opts);
+  if (git_hook->parsed()) return GitHookCommand(git_hook_name);
   return 1;
 }
 

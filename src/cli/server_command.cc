@@ -238,6 +238,7 @@ int RunServer(const ServerOptions& options) {
   api_options.port = api_port;
   api_options.token = *token;
   api_options.home = home;
+  api_options.slipway_exe = SelfExe();  // what the git repositories' hooks run
   auto api = ApiServer::Create(api_options, **store, **engine, addons->get());
   if (!api.ok()) {
     (*engine)->Shutdown(false);

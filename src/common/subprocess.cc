@@ -137,6 +137,18 @@ Result<std::unique_ptr<Process>> Process::Spawn(const SpawnOptions& options) {
   envp.push_back(nullptr);
   pid_t parent = getpid();
   ASSIGN_OR_RETURN(PreparedSandbox sandbox, PreparedSandbox::Prepare(options.sandbox));
+  int err_fd = -1;
+  if (options.capture_output && !options.stderr_path.empty()) {
+    err_fd = open(options.stderr_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (err_fd < 0) {
+      int e = errno;
+      close(err_pipe[0]);
+      close(err_pipe[1]);
+      if (out_pipe[0] >= 0) close(out_pipe[0]);
+      if (out_pipe[1] >= 0) close(out_pipe[1]);
+      return ErrnoStatus("cannot open " + options.stderr_path + " for the command's stderr", e);
+    }
+  }
   // What the child reports when it cannot exec; the step is a string literal, at the
   // same address in parent and child.
   struct ChildFailure {
@@ -145,7 +157,11 @@ Result<std::unique_ptr<Process>> Process::Spawn(const SpawnOptions& options) {
   };
 
   pid_t pid = fork();
-  if (pid < 0) return ErrnoStatus("fork", errno);
+  if (pid < 0) {
+    int e = errno;
+    if (err_fd >= 0) close(err_fd);
+    return ErrnoStatus("fork", e);
+  }
   if (pid == 0) {
     if (options.die_with_parent) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -160,7 +176,7 @@ Result<std::unique_ptr<Process>> Process::Spawn(const SpawnOptions& options) {
     if (in >= 0) dup2(in, 0);
     if (options.capture_output) {
       dup2(out_pipe[1], 1);
-      dup2(out_pipe[1], 2);
+      dup2(err_fd >= 0 ? err_fd : out_pipe[1], 2);
     }
     ChildFailure failure;
     if (int e = sandbox.Enter(&failure.step); e != 0) {
@@ -180,6 +196,7 @@ Result<std::unique_ptr<Process>> Process::Spawn(const SpawnOptions& options) {
   }
   close(err_pipe[1]);
   if (options.capture_output) close(out_pipe[1]);
+  if (err_fd >= 0) close(err_fd);
   if (options.new_process_group) setpgid(pid, pid);  // also from the parent: no race
 
   auto proc = std::unique_ptr<Process>(new Process());

@@ -31,6 +31,9 @@ struct SpawnOptions {
   bool new_process_group = true;  // the child leads its own group, killed as a whole
   bool die_with_parent = true;    // PR_SET_PDEATHSIG(SIGKILL) on the direct child
   bool capture_output = true;     // stdout+stderr merged into a pipe read by the caller
+  // With capture_output: stderr is appended to this file (created 0600) instead, so the
+  // pipe carries stdout alone (a CGI's answer). "": merged into the pipe.
+  std::string stderr_path;
   std::string stdin_path = "/dev/null";
   SandboxSpec sandbox;  // entered before cwd is changed to (cwd is a path inside it)
 };

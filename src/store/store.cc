@@ -194,6 +194,15 @@ CREATE INDEX cron_runs_by_status ON cron_runs(status, id);
 CREATE UNIQUE INDEX cron_runs_one_per_slot ON cron_runs(service_id, scheduled_for)
   WHERE trigger = 'schedule';
 )sql",
+    // 6: git push (git/git.h): a project's production branch and the environment its
+    // previews start from; the branch a preview environment deploys ('' for others).
+    R"sql(
+ALTER TABLE projects ADD COLUMN production_branch TEXT NOT NULL DEFAULT '';
+ALTER TABLE projects ADD COLUMN preview_from TEXT NOT NULL DEFAULT '';
+ALTER TABLE environments ADD COLUMN git_branch TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX environments_one_per_branch ON environments(project_id, git_branch)
+  WHERE git_branch <> '';
+)sql",
 };
 
 constexpr int kKnownVersion = static_cast<int>(std::size(kMigrations));
@@ -211,8 +220,8 @@ bool IsOneOf(std::string_view s, const auto& list) {
   return false;
 }
 
-constexpr const char* kProjectCols = "id, name, created_at";
-constexpr const char* kEnvironmentCols = "id, project_id, name, created_at";
+constexpr const char* kProjectCols = "id, name, created_at, production_branch, preview_from";
+constexpr const char* kEnvironmentCols = "id, project_id, name, created_at, git_branch";
 constexpr const char* kServiceCols =
     "id, project_id, environment_id, name, config_json, active_deployment_id, created_at, scale";
 constexpr const char* kDeploymentCols =
@@ -301,12 +310,19 @@ class Statement {
 };
 
 ProjectRecord ReadProject(const Statement& s) {
-  return ProjectRecord{.id = s.Int(0), .name = s.Text(1), .created_at = s.Int(2)};
+  return ProjectRecord{.id = s.Int(0),
+                       .name = s.Text(1),
+                       .created_at = s.Int(2),
+                       .production_branch = s.Text(3),
+                       .preview_from = s.Text(4)};
 }
 
 EnvironmentRecord ReadEnvironment(const Statement& s) {
-  return EnvironmentRecord{
-      .id = s.Int(0), .project_id = s.Int(1), .name = s.Text(2), .created_at = s.Int(3)};
+  return EnvironmentRecord{.id = s.Int(0),
+                           .project_id = s.Int(1),
+                           .name = s.Text(2),
+                           .created_at = s.Int(3),
+                           .git_branch = s.Text(4)};
 }
 
 ServiceRecord ReadService(const Statement& s) {
@@ -590,6 +606,22 @@ class SqliteStore final : public Store {
           Sql("SELECT ", kEnvironmentCols,
               " FROM environments WHERE project_id = ? ORDER BY name != 'production', name"),
           ReadEnvironment, "list environments", project_id);
+    });
+  }
+
+  Status SetProjectGitSettings(int64_t project_id, const std::string& production_branch,
+                               const std::string& preview_from) override {
+    return Write([&] {
+      return UpdateOne("UPDATE projects SET production_branch = ?, preview_from = ? WHERE id = ?",
+                       "project " + std::to_string(project_id), production_branch, preview_from,
+                       project_id);
+    });
+  }
+
+  Status SetEnvironmentBranch(int64_t environment_id, const std::string& branch) override {
+    return Write([&] {
+      return UpdateOne("UPDATE environments SET git_branch = ? WHERE id = ?",
+                       "environment " + std::to_string(environment_id), branch, environment_id);
     });
   }
 

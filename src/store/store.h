@@ -39,6 +39,10 @@ struct ProjectRecord {
   int64_t id = 0;
   std::string name;
   int64_t created_at = 0;  // unix millis, as every *_at below
+  // git push (git/git.h): the branch deployed to production and the environment a
+  // preview starts from; "" for the defaults (main, production).
+  std::string production_branch;
+  std::string preview_from;
 };
 
 struct EnvironmentRecord {
@@ -46,6 +50,7 @@ struct EnvironmentRecord {
   int64_t project_id = 0;
   std::string name;  // "production"
   int64_t created_at = 0;
+  std::string git_branch;  // the branch this preview environment deploys; "" : not a preview
 };
 
 struct ServiceRecord {
@@ -224,6 +229,12 @@ class Store {
   virtual Result<EnvironmentRecord> GetEnvironmentById(int64_t id) = 0;
   // The project's environments, production first, then by name.
   virtual Result<std::vector<EnvironmentRecord>> ListEnvironments(int64_t project_id) = 0;
+  // git push settings of a project (see ProjectRecord).
+  virtual Status SetProjectGitSettings(int64_t project_id, const std::string& production_branch,
+                                       const std::string& preview_from) = 0;
+  // Marks an environment as the preview of `branch` ("" : none). A branch has at most
+  // one preview environment per project: kAlreadyExists when another has it.
+  virtual Status SetEnvironmentBranch(int64_t environment_id, const std::string& branch) = 0;
   // Deletes the environment's rows and everything that hangs off them: its services,
   // their deployments, releases, replicas, custom domains, events, cron runs, add-ons
   // and their backups (rows, not

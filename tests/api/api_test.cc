@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "api/api_server.h"
+#include "common/archive.h"
 #include "common/clock.h"
 #include "common/fs.h"
 #include "common/http_client.h"
@@ -207,6 +208,40 @@ TEST_F(ApiTest, EnvironmentsAreListedCreatedAndDeleted) {
   EXPECT_EQ(store_->GetService(staging.id).status().code(), StatusCode::kNotFound);
   EXPECT_TRUE(store_->GetService(prod.id).ok());
   EXPECT_EQ(Call("DELETE", "/v1/projects/shop/environments/staging", token_).status, 404);
+}
+
+TEST_F(ApiTest, APreviewEnvironmentRecordsItsBranch) {
+  MakeActiveService(*store_, home_, "production");
+  auto created =
+      Call("POST", "/v1/projects/shop/environments", token_,
+           R"({"name": "feature-login", "from": "production", "branch": "feature/login"})");
+  ASSERT_EQ(created.status, 201) << created.body;
+  EXPECT_EQ(Json(created)["branch"], "feature/login");
+  auto list = Json(Call("GET", "/v1/projects/shop/environments", token_));
+  ASSERT_EQ(list["environments"].size(), 2u);
+  EXPECT_EQ(list["environments"][0]["branch"], "");
+  EXPECT_EQ(list["environments"][1]["branch"], "feature/login");
+  // A branch has one preview: a second one is refused and not left behind.
+  auto twice = Call("POST", "/v1/projects/shop/environments", token_,
+                    R"({"name": "other", "branch": "feature/login"})");
+  EXPECT_EQ(twice.status, 409) << twice.body;
+  EXPECT_EQ(Json(Call("GET", "/v1/projects/shop/environments", token_))["environments"].size(), 2u);
+  EXPECT_EQ(Call("POST", "/v1/projects/shop/environments", token_,
+                 R"({"name": "x", "branch": "bad..name"})")
+                .status,
+            400);
+}
+
+TEST_F(ApiTest, ADeployLabelIsOneLineOfText) {
+  const std::string app = home_ + "/app";
+  ASSERT_TRUE(MakeDirs(app).ok());
+  ASSERT_TRUE(WriteFileAtomic(app + "/index.html", "hi\n").ok());
+  auto packed = PackDirectory(app, DefaultArchiveExcludes(), 1 << 20);
+  ASSERT_TRUE(packed.ok());
+  auto res = Call("POST", "/v1/deploy?project=demo&label=a%0Ab", token_, *packed);
+  EXPECT_EQ(res.status, 400) << res.body;
+  EXPECT_NE(Json(res)["error"].get<std::string>().find("label"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::is_empty(home_ + "/uploads"));
 }
 
 // This server has no AddonManager: the add-on routes say so instead of crashing.

@@ -53,6 +53,29 @@ TEST(SubprocessTest, ExitIsSeenEvenWhenABackgroundChildHoldsThePipe) {
   EXPECT_EQ(out->exit_code, 0);
 }
 
+TEST(SubprocessTest, StderrPathKeepsThePipeForStdoutAlone) {
+  char tmpl[] = "/tmp/slipway-stderr-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string log = std::string(tmpl) + "/err.log";
+  SpawnOptions o = Shell("echo out; echo err >&2; echo out2");
+  o.stderr_path = log;
+  std::vector<std::string> lines;
+  RunOptions run;
+  run.on_line = [&](std::string_view l) { lines.emplace_back(l); };
+  auto out = RunCommand(o, run);
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(lines, (std::vector<std::string>{"out", "out2"}));
+  std::ifstream in(log);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text, "err\n");
+  o.stderr_path = std::string(tmpl) + "/missing-dir/err.log";
+  auto refused = Process::Spawn(o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("missing-dir/err.log"), std::string::npos);
+  std::remove(log.c_str());
+  rmdir(tmpl);
+}
+
 TEST(SubprocessTest, MissingCommandIsNotFound) {
   SpawnOptions o = Shell("");
   o.argv = {"no-such-command-slipway"};

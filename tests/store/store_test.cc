@@ -107,6 +107,42 @@ TEST_F(StoreTest, DomainsAreUniqueAcrossServicesAndRemovable) {
   EXPECT_EQ(store->ListDomains(0)->front().host, "*.example.org");
 }
 
+TEST_F(StoreTest, GitSettingsAndPreviewBranchesAreKept) {
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto project = store->EnsureProject("shop");
+  ASSERT_TRUE(project.ok());
+  EXPECT_EQ(project->production_branch, "");
+  EXPECT_EQ(project->preview_from, "");
+  ASSERT_TRUE(store->SetProjectGitSettings(project->id, "trunk", "staging").ok());
+  EXPECT_EQ(store->SetProjectGitSettings(999, "x", "").code(), StatusCode::kNotFound);
+
+  auto preview = store->EnsureEnvironment(project->id, "feature-login");
+  ASSERT_TRUE(preview.ok());
+  EXPECT_EQ(preview->git_branch, "");
+  ASSERT_TRUE(store->SetEnvironmentBranch(preview->id, "feature/login").ok());
+  // One preview per branch: a second environment cannot take the same branch.
+  auto other = store->EnsureEnvironment(project->id, "feature-login-2");
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(store->SetEnvironmentBranch(other->id, "feature/login").code(),
+            StatusCode::kAlreadyExists);
+  ASSERT_TRUE(store->SetEnvironmentBranch(other->id, "").ok());  // many have none
+
+  store.reset();
+  store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto again = store->GetProject("shop");
+  EXPECT_EQ(again->production_branch, "trunk");
+  EXPECT_EQ(again->preview_from, "staging");
+  auto envs = store->ListEnvironments(again->id);
+  ASSERT_TRUE(envs.ok());
+  ASSERT_EQ(envs->size(), 3u);
+  EXPECT_EQ((*envs)[0].git_branch, "");
+  EXPECT_EQ((*envs)[1].name, "feature-login");
+  EXPECT_EQ((*envs)[1].git_branch, "feature/login");
+  EXPECT_EQ(store->GetEnvironmentById(preview->id)->git_branch, "feature/login");
+}
+
 TEST_F(StoreTest, EnsureCreatesOnceAndReturnsTheSameRows) {
   auto store = OpenStore();
   ASSERT_TRUE(store);
@@ -761,6 +797,10 @@ TEST_F(StoreVariablesTest, MigratesAVersion3DatabaseKeepingItsRows) {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
     EXPECT_EQ(sqlite3_exec(db,
+                           "DROP INDEX environments_one_per_branch; "
+                           "ALTER TABLE environments DROP COLUMN git_branch; "
+                           "ALTER TABLE projects DROP COLUMN production_branch; "
+                           "ALTER TABLE projects DROP COLUMN preview_from; "
                            "DROP TABLE cron_runs; DROP TABLE backups; DROP TABLE addons; "
                            "DROP TABLE variables; ALTER TABLE deployments DROP COLUMN env_sealed; "
                            "PRAGMA user_version=3",
@@ -771,7 +811,7 @@ TEST_F(StoreVariablesTest, MigratesAVersion3DatabaseKeepingItsRows) {
   }
   auto store = OpenStore();
   ASSERT_TRUE(store);
-  EXPECT_EQ(store->SchemaVersion(), 5);
+  EXPECT_EQ(store->SchemaVersion(), 6);
   auto dep = store->GetDeployment(deployment_id);
   ASSERT_TRUE(dep.ok());
   EXPECT_EQ(*store->GetDeploymentEnv(deployment_id), "");
