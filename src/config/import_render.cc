@@ -539,7 +539,8 @@ std::string RenderDestination(std::string_view destination) {
   int group = 0;
   for (char c : destination) {
     if (c == '*') {
-      out += "$" + std::to_string(++group);
+      out.push_back('$');
+      out += std::to_string(++group);
     } else {
       out.push_back(c);
     }
