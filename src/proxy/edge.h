@@ -11,9 +11,11 @@
 //     wins over a wildcard; when none of an exact host's prefixes match, its wildcard's
 //     routes are tried.
 //   - path_prefix "/api" matches "/api", "/api/..." and "/api?..." but not "/apix"; a
-//     trailing slash is ignored ("/api/" is "/api"). The path is forwarded unchanged.
+//     trailing slash is ignored ("/api/" is "/api"). The path is forwarded unchanged; a
+//     static route serves the path under its prefix from its root (its base path).
 // Unknown hosts get a 404 page; a route with no reachable upstream a 502 page naming the
-// service.
+// service. Static routes (files, validators, ranges, precompressed variants, rules) are
+// described in proxy/static_site.h and docs/static.md.
 //
 // HTTP/1.1 on both sides: client keep-alive, per-thread keep-alive pools to replicas,
 // bodies streamed both ways (never buffered whole), chunked in and out, HTTP/1.0
