@@ -1022,7 +1022,8 @@ Task<Next> Connection<Stream>::SendFile(RequestParser& parser, const StaticSite&
     }
   }
   const StaticFile& rep = variant.open() ? variant : identity;
-  const std::string etag = MakeETag(rep.size, rep.mtime_ns, encoding);
+  const ETagText tag = FormatETag(rep.size, rep.mtime_ns, encoding);
+  const std::string_view etag = tag.view();
   const int64_t mtime_s = rep.mtime_ns / 1'000'000'000;
 
   FileHead head;
@@ -1118,9 +1119,11 @@ Task<bool> Connection<Stream>::SendFileBody(int fd, uint64_t offset, uint64_t le
     // pieces, yielding to the worker's other connections between them.
     constexpr size_t kPiece = 1 << 20;
     Socket& socket = Lowest(client_);
-    beast::error_code ec;
-    socket.native_non_blocking(true, ec);
-    if (ec) co_return false;
+    if (!socket.native_non_blocking()) {
+      beast::error_code ec;
+      socket.native_non_blocking(true, ec);  // once per connection (it is a system call)
+      if (ec) co_return false;
+    }
     off_t position = static_cast<off_t>(offset);
     while (remaining > 0) {
       const ssize_t sent = ::sendfile(socket.native_handle(), fd, &position,

@@ -13,6 +13,7 @@
 #include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <climits>
 #include <cstring>
 #include <utility>
 
@@ -264,27 +265,68 @@ StaticLookup ResolveStaticPath(const std::string& root_real, std::string_view ta
   return out;
 }
 
-std::string HttpDate(int64_t unix_seconds) {
+namespace {
+
+// "Sun, 06 Nov 1994 08:49:37 GMT": 29 characters, without strftime's locale machinery.
+constexpr size_t kHttpDateSize = 29;
+void FormatHttpDate(int64_t unix_seconds, char* out) {
+  static constexpr char kDays[] = "SunMonTueWedThuFriSat";
+  static constexpr char kMonths[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
   time_t t = static_cast<time_t>(unix_seconds);
   struct tm tm {};
   gmtime_r(&t, &tm);
-  char buf[64];
-  size_t n = strftime(buf, sizeof(buf), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  return std::string(buf, n);
+  auto two = [](char* at, int v) {
+    at[0] = static_cast<char>('0' + v / 10 % 10);
+    at[1] = static_cast<char>('0' + v % 10);
+  };
+  std::memcpy(out, kDays + 3 * tm.tm_wday, 3);
+  out[3] = ',';
+  out[4] = ' ';
+  two(out + 5, tm.tm_mday);
+  out[7] = ' ';
+  std::memcpy(out + 8, kMonths + 3 * tm.tm_mon, 3);
+  out[11] = ' ';
+  const int year = (tm.tm_year + 1900) % 10000;
+  two(out + 12, year / 100);
+  two(out + 14, year % 100);
+  out[16] = ' ';
+  two(out + 17, tm.tm_hour);
+  out[19] = ':';
+  two(out + 20, tm.tm_min);
+  out[22] = ':';
+  two(out + 23, tm.tm_sec);
+  std::memcpy(out + 25, " GMT", 4);
+}
+
+struct DateCache {
+  int64_t seconds = INT64_MIN;
+  char text[kHttpDateSize];
+};
+
+std::string_view Cached(DateCache& cache, int64_t unix_seconds) {
+  if (cache.seconds != unix_seconds) {
+    FormatHttpDate(unix_seconds, cache.text);
+    cache.seconds = unix_seconds;
+  }
+  return std::string_view(cache.text, kHttpDateSize);
+}
+
+}  // namespace
+
+std::string HttpDate(int64_t unix_seconds) {
+  char buf[kHttpDateSize];
+  FormatHttpDate(unix_seconds, buf);
+  return std::string(buf, kHttpDateSize);
 }
 
 std::string_view HttpDateNow() {
-  thread_local time_t cached_second = -1;
-  thread_local char cached[40];
-  thread_local size_t cached_size = 0;
-  const time_t now = ::time(nullptr);
-  if (now != cached_second) {
-    struct tm tm {};
-    gmtime_r(&now, &tm);
-    cached_size = strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    cached_second = now;
-  }
-  return std::string_view(cached, cached_size);
+  thread_local DateCache now;
+  return Cached(now, static_cast<int64_t>(::time(nullptr)));
+}
+
+std::string_view HttpDateCached(int64_t unix_seconds) {
+  thread_local DateCache last;
+  return Cached(last, unix_seconds);
 }
 
 std::optional<int64_t> ParseHttpDate(std::string_view text) {
@@ -301,15 +343,24 @@ std::optional<int64_t> ParseHttpDate(std::string_view text) {
   return std::nullopt;
 }
 
-std::string MakeETag(uint64_t size, int64_t mtime_ns, std::string_view encoding) {
-  std::string tag = fmt::format("\"{:x}-{:x}", size, static_cast<uint64_t>(mtime_ns));
-  if (encoding == "br") {
-    tag += "-br";
-  } else if (encoding == "gzip") {
-    tag += "-gz";
+ETagText FormatETag(uint64_t size, int64_t mtime_ns, std::string_view encoding) {
+  ETagText tag;
+  char* out = tag.data;
+  *out++ = '"';
+  out = std::to_chars(out, tag.data + sizeof(tag.data), size, 16).ptr;
+  *out++ = '-';
+  out = std::to_chars(out, tag.data + sizeof(tag.data), static_cast<uint64_t>(mtime_ns), 16).ptr;
+  if (encoding == "br" || encoding == "gzip") {
+    std::memcpy(out, encoding == "br" ? "-br" : "-gz", 3);
+    out += 3;
   }
-  tag.push_back('"');
+  *out++ = '"';
+  tag.size = static_cast<size_t>(out - tag.data);
   return tag;
+}
+
+std::string MakeETag(uint64_t size, int64_t mtime_ns, std::string_view encoding) {
+  return std::string(FormatETag(size, mtime_ns, encoding).view());
 }
 
 bool NoneMatchHits(std::string_view header, std::string_view etag) {

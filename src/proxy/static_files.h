@@ -82,6 +82,10 @@ bool PercentDecode(std::string_view in, std::string* out);
 std::string HttpDate(int64_t unix_seconds);
 // The current time as an IMF-fixdate, formatted once per second per thread.
 std::string_view HttpDateNow();
+// HttpDate without allocating: the last value formatted on this thread is kept, so a
+// file's Last-Modified is formatted once while it is requested again and again. Valid
+// until the next call on this thread.
+std::string_view HttpDateCached(int64_t unix_seconds);
 // Seconds since the epoch of an HTTP date (IMF-fixdate, RFC 850 or asctime form);
 // nullopt when it is none of them.
 std::optional<int64_t> ParseHttpDate(std::string_view text);
@@ -90,6 +94,13 @@ std::optional<int64_t> ParseHttpDate(std::string_view text);
 // "\"5f3-17a2b3c4d5e6f708\"", "\"5f3-17a2b3c4d5e6f708-br\"". Files of a release never
 // change in place, so size+mtime identify their content.
 std::string MakeETag(uint64_t size, int64_t mtime_ns, std::string_view encoding);
+// The same in a buffer (the hot path's form: no allocation).
+struct ETagText {
+  char data[48];
+  size_t size = 0;
+  std::string_view view() const { return {data, size}; }
+};
+ETagText FormatETag(uint64_t size, int64_t mtime_ns, std::string_view encoding);
 
 // If-None-Match against `etag`: "*", or a list of tags of which one matches by the weak
 // comparison (W/"x" matches "x"), as RFC 9110 13.1.2 says for GET and HEAD.

@@ -482,7 +482,7 @@ void WriteFileHead(const FileHead& head, std::string* out) {
   }
   if (head.status == 200 || head.status == 206) field("Accept-Ranges", "bytes");
   field("ETag", head.etag);
-  field("Last-Modified", HttpDate(head.last_modified));
+  field("Last-Modified", HttpDateCached(head.last_modified));
   field("Cache-Control", head.cache_control);
   if (head.vary) field("Vary", "Accept-Encoding");
   field("Date", HttpDateNow());
