@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""bench/proxy.sh's results (TSV) -> the comparison table and Slipway's ratios.
+"""bench/proxy.sh's and bench/static.sh's results (TSV) -> the comparison table and
+Slipway's ratios.
 
+usage: wrk_table.py RESULTS [static]
 With several rounds, each cell is the median over rounds and the req/s column also shows
-the spread (min-max) so the noise is visible next to the number.
+the spread (min-max) so the noise is visible next to the number. "static": the rows are
+file servers (bench/static.sh), with that benchmark's targets.
 """
 import csv
 import statistics
@@ -13,10 +16,16 @@ TARGETS = [  # (peer, what, target) as the project states them, checked against 
     ("nginx", "p99 on /small", "<= 1.1x"),
     ("nginx", "1 MiB transfer", ">= 0.9x"),
 ]
+STATIC_TARGETS = [  # bench/static.sh: the edge serving files against nginx serving them
+    ("nginx", "req/s on /small", ">= 1.0x"),
+    ("nginx", "req/s on /1m", ">= 1.0x"),
+]
 
 
 def main():
     rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+    static = len(sys.argv) > 2 and sys.argv[2] == "static"
+    role = "server" if static else "proxy"
     if not rows:
         sys.exit("wrk_table: no results")
     rounds = len({r["round"] for r in rows})
@@ -37,7 +46,7 @@ def main():
     print()
     print(f"Results ({rounds} round{'s' if rounds > 1 else ''}"
           f"{', medians; req/s spread min-max' if rounds > 1 else ''}):")
-    header = f"{'proxy':<9}{'path':<8}{'req/s':>10}{'spread':>17}{'p50 ms':>9}{'p99 ms':>9}" \
+    header = f"{role:<9}{'path':<8}{'req/s':>10}{'spread':>17}{'p50 ms':>9}{'p99 ms':>9}" \
              f"{'MB/s':>9}{'errors':>8}{'cpu %':>7}{'RSS MiB':>9}"
     print(header)
     print("-" * len(header))
@@ -54,8 +63,11 @@ def main():
                   f"{sum(int(r['errors']) for r in g):>8}"
                   f"{med('cpu_pct', proxy, path):>7.0f}"
                   f"{med('rss_kb', proxy, path) / 1024:>9.1f}")
-    print("(direct = wrk against the backend without a proxy; cpu % = the proxy's CPU time "
-          "during the run / wall time; RSS after the run)")
+    if static:
+        print("(cpu % = the server's CPU time during the run / wall time; RSS after the run)")
+    else:
+        print("(direct = wrk against the backend without a proxy; cpu % = the proxy's CPU time "
+              "during the run / wall time; RSS after the run)")
 
     if "slipway" not in proxies:
         return
@@ -84,13 +96,18 @@ def main():
         r = ratios["nginx"]
         print()
         print("Targets (against nginx):")
-        checks = [(r["rps"], r["rps"] >= 1.0), (r["p99"], r["p99"] <= 1.1),
-                  (r["mb1m"], r["mb1m"] >= 0.9)]
-        for (peer, what, target), (value, ok) in zip(TARGETS, checks):
+        if static:
+            targets = STATIC_TARGETS
+            checks = [(r["rps"], r["rps"] >= 1.0), (r["rps1m"], r["rps1m"] >= 1.0)]
+        else:
+            targets = TARGETS
+            checks = [(r["rps"], r["rps"] >= 1.0), (r["p99"], r["p99"] <= 1.1),
+                      (r["mb1m"], r["mb1m"] >= 0.9)]
+        for (peer, what, target), (value, ok) in zip(targets, checks):
             print(f"  {what:<18} {target:<8} measured {value:.2f}x  {'met' if ok else 'NOT met'}")
     errors = sum(int(r["errors"]) for r in rows)
     if errors:
-        print(f"\nwarning: {errors} failed requests in total (see the errors column): a proxy "
+        print(f"\nwarning: {errors} failed requests in total (see the errors column): a {role} "
               "that fails fast looks faster than it is")
 
 

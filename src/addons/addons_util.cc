@@ -23,7 +23,10 @@ namespace slipway::addons_impl {
 
 std::string DatabaseName(std::string_view project, std::string_view environment) {
   std::string raw(project);
-  if (environment != "production") raw += "_" + std::string(environment);
+  if (environment != "production") {
+    raw += '_';  // appended piecewise: GCC 12 -O2 flags "_" + string with a false -Wrestrict
+    raw += environment;
+  }
   std::string name;
   for (char c : raw) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');

@@ -1,6 +1,7 @@
 #include "build/builder.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
@@ -629,6 +630,15 @@ Result<ReleaseManifest> BuildRelease(const BuildRequest& request, const std::str
                                 "; set staticDirectory in slipway.toml to the directory to serve");
     }
     manifest.static_root = abs;
+    log.Line("==> precompress");
+    auto precompressed = PrecompressStaticSite(abs, request.cancelled);
+    if (!precompressed.ok()) return WithDiskContext(precompressed.status(), release_dir);
+    const PrecompressSummary& summary = *precompressed;
+    log.Line(fmt::format(
+        "{} file(s) of {:.1f} KiB: {} brotli ({:.1f} KiB), {} gzip ({:.1f} KiB) variant(s)",
+        summary.files, static_cast<double>(summary.bytes) / 1024, summary.brotli,
+        static_cast<double>(summary.brotli_bytes) / 1024, summary.gzip,
+        static_cast<double>(summary.gzip_bytes) / 1024));
   } else {
     manifest.runtime_env =
         KindEnvironment(plan.kind, app_dir, request.build_env,

@@ -27,6 +27,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <set>
 #include <string>
@@ -141,6 +142,28 @@ struct ReleaseManifest {
 // <key12>`. manifest.deps_key is the key. An entry is complete or absent: a failed,
 // cancelled or killed build leaves none that a later build uses.
 Result<ReleaseManifest> Build(const BuildRequest& request);
+
+// Precompression of a static site (a step of Build for static releases, logged as
+// `==> precompress`): every file of a compressible type (common/media_types.h: HTML,
+// CSS, JavaScript, JSON, SVG, source maps, fonts other than WOFF/WOFF2, ...) of at least
+// kPrecompressMinBytes and at most kPrecompressMaxBytes gets "<file>.br" (brotli,
+// quality 11 up to 4 MiB, 9 above) and "<file>.gz" (zlib, level 9), each kept only when
+// smaller than the file, with the file's mtime. Variants the build wrote itself are kept
+// as they are; node_modules and dot-directories are skipped. The edge serves them by
+// Accept-Encoding (proxy/static_files.h). Errors: the first file that could not be read
+// or written (disk full: kResourceExhausted); kFailedPrecondition when `cancelled`.
+inline constexpr uint64_t kPrecompressMinBytes = 1024;
+inline constexpr uint64_t kPrecompressMaxBytes = 64ull << 20;
+struct PrecompressSummary {
+  int files = 0;              // files considered
+  int brotli = 0;             // .br written
+  int gzip = 0;               // .gz written
+  uint64_t bytes = 0;         // their total size
+  uint64_t brotli_bytes = 0;  // what a brotli client downloads for them (variant or file)
+  uint64_t gzip_bytes = 0;    // the same for gzip
+};
+Result<PrecompressSummary> PrecompressStaticSite(const std::string& root,
+                                                 const std::function<bool()>& cancelled = nullptr);
 
 // Removes the dependency cache entries that no kept release uses (`keys_in_use`: their
 // manifests' deps_key) and that no build has used for longer than `keep_unused_for`

@@ -23,6 +23,7 @@ const std::vector<std::string>& FieldOrder() {
                                                 "preDeployCommand",
                                                 "procfileRelease",
                                                 "staticDirectory",
+                                                "basePath",
                                                 "healthcheckPath",
                                                 "healthcheckTimeout",
                                                 "healthcheckInterval",

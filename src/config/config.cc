@@ -25,33 +25,20 @@ constexpr int kMaxBackupRetention = 365;
 
 // The keys a service accepts, in the order the docs list them.
 const std::vector<std::string>& ServiceKeys() {
-  static const std::vector<std::string> keys = {"rootDirectory",
-                                                "builder",
-                                                "buildCommand",
-                                                "startCommand",
-                                                "preDeployCommand",
-                                                "staticDirectory",
-                                                "healthcheckPath",
-                                                "healthcheckTimeout",
-                                                "healthcheckInterval",
-                                                "healthcheckHost",
-                                                "numReplicas",
-                                                "restartPolicyType",
-                                                "restartPolicyMaxRetries",
-                                                "drainingSeconds",
-                                                "overlapSeconds",
-                                                "keepReleases",
-                                                "autoRollback",
-                                                "variables",
-                                                "type",
-                                                "cronSchedule",
-                                                "requiredVariables",
-                                                "watchPatterns",
-                                                "rewrites",
-                                                "redirects",
-                                                "headers",
-                                                "cleanUrls",
-                                                "trailingSlash"};
+  static const std::vector<std::string> keys = {"rootDirectory",      "builder",
+                                                "buildCommand",       "startCommand",
+                                                "preDeployCommand",   "staticDirectory",
+                                                "basePath",           "healthcheckPath",
+                                                "healthcheckTimeout", "healthcheckInterval",
+                                                "healthcheckHost",    "numReplicas",
+                                                "restartPolicyType",  "restartPolicyMaxRetries",
+                                                "drainingSeconds",    "overlapSeconds",
+                                                "keepReleases",       "autoRollback",
+                                                "variables",          "type",
+                                                "cronSchedule",       "requiredVariables",
+                                                "watchPatterns",      "rewrites",
+                                                "redirects",          "headers",
+                                                "cleanUrls",          "trailingSlash"};
   return keys;
 }
 
@@ -159,6 +146,38 @@ std::optional<std::string> NormaliseRelative(std::string_view path) {
   for (const auto& p : parts) {
     if (!out.empty()) out += '/';
     out += p;
+  }
+  return out;
+}
+
+// "/shop/" -> "/shop", "/" -> "": a basePath as routes use it. The message names the key.
+Result<std::string> NormalizeBasePath(std::string_view path) {
+  if (path.empty() || path.front() != '/') {
+    return InvalidArgument(
+        "\"basePath\" must be a URL path starting with \"/\" like \"/shop\" (got " + Quote(path) +
+        ")");
+  }
+  for (unsigned char c : path) {
+    if (!std::isalnum(c) && std::string_view("-._~!$&'()*+,;=:@/").find(static_cast<char>(c)) ==
+                                std::string_view::npos) {
+      return InvalidArgument(
+          "\"basePath\" may only hold letters, digits and -._~!$&'()*+,;=:@/ (got " + Quote(path) +
+          ")");
+    }
+  }
+  std::string out(path);
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  if (out == "/") return std::string();
+  for (size_t start = 1; start <= out.size();) {
+    size_t slash = out.find('/', start);
+    if (slash == std::string::npos) slash = out.size();
+    const std::string_view segment = std::string_view(out).substr(start, slash - start);
+    if (segment.empty() || segment == "." || segment == "..") {
+      return InvalidArgument(
+          "\"basePath\" must not contain \"//\", \".\" or \"..\" segments (got " + Quote(path) +
+          ")");
+    }
+    start = slash + 1;
   }
   return out;
 }
@@ -376,6 +395,11 @@ Status TomlReader::ApplyServiceKey(const toml::key& key, const toml::node& node,
     RETURN_IF_ERROR(command(service.start_command));
   } else if (k == "staticDirectory") {
     ASSIGN_OR_RETURN(service.static_directory, ReadPath(node, k, "rootDirectory"));
+  } else if (k == "basePath") {
+    ASSIGN_OR_RETURN(std::string path, ReadString(node, k, "a URL path like \"/shop\""));
+    auto base = NormalizeBasePath(path);
+    if (!base.ok()) return ErrorAt(node, base.status().message());
+    service.base_path = *base;
   } else if (k == "healthcheckPath") {
     ASSIGN_OR_RETURN(std::string path, ReadString(node, k, "a URL path like \"/health\""));
     if (path.empty() || path.front() != '/') {
@@ -526,6 +550,7 @@ Status TomlReader::ReadRules(const toml::node& node, const std::string& field,
                                " (got " + Describe(item) + ")");
     }
     RouteRule rule;
+    std::string source_at, destination_at;
     for (const auto& [key, value] : InSourceOrder(*table)) {
       const std::string k(key->str());
       if (k == "source" || k == "destination") {
@@ -535,6 +560,7 @@ Status TomlReader::ReadRules(const toml::node& node, const std::string& field,
                          Quote(k) + " must be a non-empty path (got " + Describe(*value) + ")");
         }
         (k == "source" ? rule.source : rule.destination) = text;
+        (k == "source" ? source_at : destination_at) = Position(value->source().begin);
       } else if (k == "status" && field == "redirects") {
         const auto* i = value->as_integer();
         int code = i == nullptr ? 0 : static_cast<int>(i->get());
@@ -551,6 +577,8 @@ Status TomlReader::ReadRules(const toml::node& node, const std::string& field,
     if (rule.source.empty() || rule.destination.empty()) {
       return ErrorAt(item, context + " needs \"source\" and \"destination\"");
     }
+    RETURN_IF_ERROR(
+        CheckRouteRule(field, rule.source, source_at, &rule.destination, destination_at));
     if (field == "redirects" && rule.status == 0) rule.status = 308;
     out.push_back(std::move(rule));
   }
@@ -572,10 +600,12 @@ Status TomlReader::ReadHeaderRules(const toml::node& node, const std::string& co
     }
     HeaderRule rule;
     bool has_values = false;
+    std::string source_at;
     for (const auto& [key, value] : InSourceOrder(*table)) {
       const std::string k(key->str());
       if (k == "source") {
         ASSIGN_OR_RETURN(rule.source, ReadString(*value, k, "a path like \"/assets/(.*)\""));
+        source_at = Position(value->source().begin);
       } else if (k == "values") {
         const auto* values = value->as_table();
         if (values == nullptr) {
@@ -590,6 +620,7 @@ Status TomlReader::ReadHeaderRules(const toml::node& node, const std::string& co
             return ErrorAt(*v,
                            "header " + Quote(name->str()) + " must not contain control characters");
           }
+          RETURN_IF_ERROR(CheckHeaderName(name->str(), Position(v->source().begin)));
           rule.headers.emplace_back(std::string(name->str()), text);
         }
         has_values = true;
@@ -601,6 +632,7 @@ Status TomlReader::ReadHeaderRules(const toml::node& node, const std::string& co
     if (rule.source.empty() || !has_values) {
       return ErrorAt(item, context + " needs \"source\" and \"values\"");
     }
+    RETURN_IF_ERROR(CheckRouteRule("headers", rule.source, source_at, nullptr, ""));
     out.push_back(std::move(rule));
   }
   return Status::Ok();
@@ -1089,6 +1121,7 @@ std::string ServiceConfigToJson(const ServiceConfig& config) {
   j["buildCommand"] = config.build_command;
   j["startCommand"] = config.start_command;
   j["staticDirectory"] = config.static_directory;
+  j["basePath"] = config.base_path;
   j["healthcheckPath"] = config.healthcheck_path;
   j["healthcheckTimeout"] = config.healthcheck_timeout;
   j["numReplicas"] = config.num_replicas;
@@ -1168,6 +1201,7 @@ Result<ServiceConfig> ServiceConfigFromJson(const std::string& json) {
   RETURN_IF_ERROR(string_field("buildCommand", config.build_command));
   RETURN_IF_ERROR(string_field("startCommand", config.start_command));
   RETURN_IF_ERROR(string_field("staticDirectory", config.static_directory));
+  RETURN_IF_ERROR(string_field("basePath", config.base_path));
   RETURN_IF_ERROR(string_field("healthcheckPath", config.healthcheck_path));
   RETURN_IF_ERROR(
       int_field("healthcheckTimeout", 1, kMaxHealthcheckTimeout, config.healthcheck_timeout));
@@ -1233,6 +1267,29 @@ Result<ServiceConfig> ServiceConfigFromJson(const std::string& json) {
     }
   }
   return config;
+}
+
+std::optional<ServiceUrlReference> ParseServiceUrlReference(std::string_view destination) {
+  if (!destination.starts_with("${{")) return std::nullopt;
+  const size_t close = destination.find("}}");
+  if (close == std::string_view::npos) return std::nullopt;
+  std::string_view inner = destination.substr(3, close - 3);
+  while (!inner.empty() && inner.front() == ' ') inner.remove_prefix(1);
+  while (!inner.empty() && inner.back() == ' ') inner.remove_suffix(1);
+  const size_t dot = inner.find('.');
+  if (dot == std::string_view::npos || dot == 0) return std::nullopt;
+  ServiceUrlReference out;
+  out.service = std::string(inner.substr(0, dot));
+  out.variable = std::string(inner.substr(dot + 1));
+  out.rest = std::string(destination.substr(close + 2));
+  const bool name_ok = std::all_of(out.service.begin(), out.service.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+  });
+  if (!name_ok || (out.variable != "SLIPWAY_PRIVATE_URL" && out.variable != "SLIPWAY_PUBLIC_URL")) {
+    return std::nullopt;
+  }
+  if (!out.rest.empty() && out.rest.front() != '/' && out.rest.front() != '?') return std::nullopt;
+  return out;
 }
 
 }  // namespace slipway

@@ -10,6 +10,7 @@
 // Thread-safety: pure functions.
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -32,13 +33,15 @@ struct AutoRollbackConfig {
   int memory_mb = 0;                 // resident memory of one replica
 };
 
-// Static-site routing rules, as vercel.json / render.yaml declare them. The edge applies
-// them to static services (issue 7); until then the importers warn that they are read
-// but not applied.
+// Static-site routing rules, as vercel.json / render.yaml declare them; the edge applies
+// them to static services (docs/static.md). Sources are route patterns
+// (common/route_pattern.h), checked when the config is read.
 struct RouteRule {
-  std::string source;       // path pattern: "/api/:path*", "/old", "/(.*)"
-  std::string destination;  // path or absolute URL
-  int status = 0;           // redirects: 301, 302, 307, 308 (0: 308 when permanent, else 307)
+  std::string source;  // path pattern: "/api/:path*", "/old", "/(.*)"
+  // A path of the site, an absolute URL, or another service's URL followed by a path:
+  // "${{ api.SLIPWAY_PRIVATE_URL }}/api/:path*" (resolved when the route is published).
+  std::string destination;
+  int status = 0;  // redirects: 301, 302, 303, 307, 308 (0: 308 when permanent, else 307)
 };
 struct HeaderRule {
   std::string source;
@@ -56,8 +59,12 @@ struct ServiceConfig {
   std::string build_command;         // shell command run after the builder's own steps
   std::string start_command;         // shell command; "" lets the builder decide
   std::string static_directory;      // static sites: served directory, relative to root
-  std::string healthcheck_path;      // "" : the port accepting connections is healthy
-  int healthcheck_timeout = 60;      // seconds
+  // The path the service is routed under at its hosts: "" (all of them) or "/shop" (no
+  // trailing slash). A static site's files are then its root ("/shop/a.css" is a.css, as
+  // Vite's `base: '/shop/'` expects); an app gets the path unchanged (Next.js basePath).
+  std::string base_path;
+  std::string healthcheck_path;  // "" : the port accepting connections is healthy
+  int healthcheck_timeout = 60;  // seconds
   int num_replicas = 1;
   // Variables declared in the config file. Values may hold references resolved at
   // deploy: ${{ shared.KEY }}, ${{ other-service.KEY }}, ${{ postgres.DATABASE_URL }},
@@ -153,6 +160,17 @@ Result<ProjectConfig> ParseSlipwayToml(std::string_view text, const std::string&
 // Procfile lines "type: command" in file order; kInvalidArgument "Procfile:3: ..." for
 // a malformed line.
 Result<std::vector<std::pair<std::string, std::string>>> ParseProcfile(std::string_view text);
+
+// A routing rule's destination that starts with another service's URL, as written in a
+// config: "${{ api.SLIPWAY_PRIVATE_URL }}/api/:path*" -> {"api", "SLIPWAY_PRIVATE_URL",
+// "/api/:path*"}. Only SLIPWAY_PRIVATE_URL and SLIPWAY_PUBLIC_URL may be referred to;
+// nullopt for a destination without a reference at its start (or with another one).
+struct ServiceUrlReference {
+  std::string service;
+  std::string variable;
+  std::string rest;
+};
+std::optional<ServiceUrlReference> ParseServiceUrlReference(std::string_view destination);
 
 // JSON form of a ServiceConfig (stored with each deployment) and back.
 std::string ServiceConfigToJson(const ServiceConfig& config);

@@ -65,8 +65,6 @@ class RenderReader {
   Status ReadRoutes(const ImportNode& list, ServiceConfig& service);
   Status ReadHeaders(const ImportNode& list, ServiceConfig& service);
   Status ReadBuildFilter(const ImportNode& filter, ServiceConfig& service);
-  // One warning per kind ("routes", "headers") for the whole file.
-  void NotAppliedWarning(const std::string& kind, const std::string& where);
 
   std::string Key(const ServiceConfig& s, const std::string& field) const {
     return "services." + s.name + "." + field;
@@ -80,7 +78,6 @@ class RenderReader {
   std::map<std::string, std::string> database_names_;
   std::map<std::string, std::vector<std::string>> group_keys_;
   std::map<std::string, Declared> declared_;
-  std::set<std::string> warned_not_applied_;
 };
 
 Status RenderReader::DeclareName(const std::string& name, const std::string& kind,
@@ -518,15 +515,41 @@ Result<std::string> RenderReader::FromService(const ImportNode& from,
                            QuoteForMessage(p) + ")");
 }
 
-void RenderReader::NotAppliedWarning(const std::string& kind, const std::string& where) {
-  if (!warned_not_applied_.insert(kind).second) return;
-  fields_.Warn(where,
-               kind + " are read but not applied yet (static routing arrives with frontends)");
+// Render's paths use "*" for "anything" (and ":name" as Slipway does): "/old/*" becomes
+// the route pattern "/old/(.*)", and each "*" of the destination the group in the same
+// position ("/new/*" -> "/new/$1"). Characters that are special in route patterns are
+// taken literally.
+std::string RenderSource(std::string_view source) {
+  std::string out;
+  for (char c : source) {
+    if (c == '*') {
+      out += "(.*)";
+    } else if (std::string_view("()+?{}\\").find(c) != std::string_view::npos) {
+      out.push_back('\\');
+      out.push_back(c);
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::string RenderDestination(std::string_view destination) {
+  std::string out;
+  int group = 0;
+  for (char c : destination) {
+    if (c == '*') {
+      out.push_back('$');
+      out += std::to_string(++group);
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
 }
 
 Status RenderReader::ReadRoutes(const ImportNode& list, ServiceConfig& service) {
   RETURN_IF_ERROR(fields_.ExpectSequence(list, "routes"));
-  NotAppliedWarning("routes", list.where);
   for (const auto& r : list.items) {
     RETURN_IF_ERROR(fields_.ExpectMap(r, "routes[]"));
     const ImportNode* type = r.Find("type");
@@ -539,6 +562,12 @@ Status RenderReader::ReadRoutes(const ImportNode& list, ServiceConfig& service) 
     ASSIGN_OR_RETURN(std::string t, fields_.String(*type, "type"));
     ASSIGN_OR_RETURN(rule.source, fields_.String(*source, "source"));
     ASSIGN_OR_RETURN(rule.destination, fields_.String(*destination, "destination"));
+    rule.source = RenderSource(rule.source);
+    rule.destination = RenderDestination(rule.destination);
+    if (t == "rewrite" || t == "redirect") {
+      RETURN_IF_ERROR(CheckRouteRule(t + "s", rule.source, source->where, &rule.destination,
+                                     destination->where));
+    }
     if (t == "rewrite") {
       service.rewrites.push_back(std::move(rule));
     } else if (t == "redirect") {
@@ -560,7 +589,6 @@ Status RenderReader::ReadRoutes(const ImportNode& list, ServiceConfig& service) 
 
 Status RenderReader::ReadHeaders(const ImportNode& list, ServiceConfig& service) {
   RETURN_IF_ERROR(fields_.ExpectSequence(list, "headers"));
-  NotAppliedWarning("headers", list.where);
   for (const auto& h : list.items) {
     RETURN_IF_ERROR(fields_.ExpectMap(h, "headers[]"));
     const ImportNode* path = h.Find("path");
@@ -572,6 +600,12 @@ Status RenderReader::ReadHeaders(const ImportNode& list, ServiceConfig& service)
     ASSIGN_OR_RETURN(std::string p, fields_.String(*path, "path"));
     ASSIGN_OR_RETURN(std::string n, fields_.String(*name, "name"));
     ASSIGN_OR_RETURN(std::string v, fields_.String(*value, "value"));
+    p = RenderSource(p);
+    RETURN_IF_ERROR(CheckRouteRule("headers", p, path->where, nullptr, ""));
+    if (Status st = CheckHeaderName(n, name->where); !st.ok()) {
+      fields_.Warn(name->where, st.message().substr(name->where.size() + 2) + "; it is ignored");
+      continue;
+    }
     if (service.headers.empty() || service.headers.back().source != p) {
       service.headers.push_back({p, {}});
     }

@@ -1,5 +1,5 @@
 // vercel.json -> one static (or Node) service "web", cron services for `crons`, and the
-// routing rules the edge will apply to static sites (docs/importers/vercel.md).
+// routing rules the edge applies to static sites (docs/importers/vercel.md).
 
 #include <algorithm>
 #include <set>
@@ -108,14 +108,17 @@ Status VercelReader::ReadRules(const YAML::Node& node, const std::string& field,
     if (!rule.IsMap()) return ErrorAt(rule, "each of \"" + field + "\" must be an object");
     RouteRule r;
     bool has_source = false, has_destination = false;
+    YAML::Node source_node, destination_node;
     for (const auto& kv : rule) {
       const std::string k = kv.first.Scalar();
       if (k == "source") {
         ASSIGN_OR_RETURN(r.source, String(kv.second, field + "[].source"));
         has_source = true;
+        source_node = kv.second;
       } else if (k == "destination") {
         ASSIGN_OR_RETURN(r.destination, String(kv.second, field + "[].destination"));
         has_destination = true;
+        destination_node = kv.second;
       } else if (k == "permanent" && field == "redirects") {
         ASSIGN_OR_RETURN(bool permanent, Bool(kv.second, "permanent"));
         if (r.status == 0) r.status = permanent ? 308 : 307;
@@ -133,6 +136,8 @@ Status VercelReader::ReadRules(const YAML::Node& node, const std::string& field,
     if (!has_source || !has_destination) {
       return ErrorAt(rule, "each of \"" + field + "\" needs \"source\" and \"destination\"");
     }
+    RETURN_IF_ERROR(
+        CheckRouteRule(field, r.source, At(source_node), &r.destination, At(destination_node)));
     if (field == "redirects" && r.status == 0) r.status = 308;  // Vercel: permanent by default
     out.push_back(std::move(r));
   }
@@ -148,11 +153,13 @@ Status VercelReader::ReadHeaders(const YAML::Node& node) {
     if (!rule.IsMap()) return ErrorAt(rule, "each of \"headers\" must be an object");
     HeaderRule h;
     bool has_source = false;
+    YAML::Node source_node;
     for (const auto& kv : rule) {
       const std::string k = kv.first.Scalar();
       if (k == "source") {
         ASSIGN_OR_RETURN(h.source, String(kv.second, "headers[].source"));
         has_source = true;
+        source_node = kv.second;
       } else if (k == "headers") {
         if (!kv.second.IsSequence()) {
           return ErrorAt(kv.second, "\"headers[].headers\" must be an array of {key, value}");
@@ -162,6 +169,11 @@ Status VercelReader::ReadHeaders(const YAML::Node& node) {
               !pair["value"].IsScalar()) {
             return ErrorAt(pair, "each header must be {\"key\": ..., \"value\": ...}");
           }
+          // A header the edge frames answers with is left out (Vercel ignores it too).
+          if (Status st = CheckHeaderName(pair["key"].Scalar(), At(pair["key"])); !st.ok()) {
+            config_.warnings.push_back(st.message() + "; it is ignored");
+            continue;
+          }
           h.headers.emplace_back(pair["key"].Scalar(), pair["value"].Scalar());
         }
       } else {
@@ -169,6 +181,7 @@ Status VercelReader::ReadHeaders(const YAML::Node& node) {
       }
     }
     if (!has_source) return ErrorAt(rule, "each of \"headers\" needs \"source\"");
+    RETURN_IF_ERROR(CheckRouteRule("headers", h.source, At(source_node), nullptr, ""));
     web_.headers.push_back(std::move(h));
   }
   Origin("headers", node);
@@ -329,12 +342,19 @@ Result<ProjectConfig> VercelReader::Read(std::string_view text) {
     Origin("buildCommand", build_node ? build_node : install_node);
   }
   if (!web_.builder.empty()) config_.origins["services.web.builder"] = filename_;
-  // One warning for all routing rules: the edge applies them once it serves frontends.
-  for (const YAML::Node& key : routing_keys) {
-    const std::string kind = key.Scalar();
-    const bool plural = kind == "rewrites" || kind == "redirects" || kind == "headers";
-    Warn(key, kind + (plural ? " are" : " is") +
-                  " read but not applied yet (static routing arrives with frontends)");
+  // The edge applies the routing rules to the files it serves; a Node app (a server
+  // framework) routes its own requests.
+  if (web_.builder.empty()) {
+    for (const YAML::Node& key : routing_keys) {
+      const std::string kind = key.Scalar();
+      const bool plural = kind == "rewrites" || kind == "redirects" || kind == "headers";
+      Warn(key, kind +
+                    (plural ? " apply to static sites only and are"
+                            : " applies to static "
+                              "sites only and is") +
+                    " ignored: this framework is deployed as a Node app, which handles its own "
+                    "routing");
+    }
   }
   config_.services.insert(config_.services.begin(), std::move(web_));
   return std::move(config_);

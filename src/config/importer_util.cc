@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "common/cron.h"
+#include "common/route_pattern.h"
 #include "config/import_tree.h"
 #include "config/importers.h"
 
@@ -107,6 +108,77 @@ Result<std::string> CheckCronExpression(std::string_view text, const std::string
     return InvalidArgument(where + ": " + QuoteForMessage(field) + ": " + reason);
   }
   return normalised;
+}
+
+Status CheckRouteRule(std::string_view kind, const std::string& source,
+                      const std::string& source_where, const std::string* destination,
+                      const std::string& destination_where) {
+  auto pattern = RoutePattern::Compile(source);
+  if (!pattern.ok()) {
+    return InvalidArgument(source_where + ": \"source\" " + QuoteForMessage(source) +
+                           " is not a valid pattern: " + pattern.status().message());
+  }
+  if (destination == nullptr) return Status::Ok();
+  const std::string& d = *destination;
+  const auto reference = ParseServiceUrlReference(d);
+  if (!reference && d.find("${{") != std::string::npos) {
+    return InvalidArgument(
+        destination_where +
+        ": \"destination\" may refer only to ${{ <service>.SLIPWAY_PRIVATE_URL }} "
+        "or ${{ <service>.SLIPWAY_PUBLIC_URL }}, at its start, followed by a "
+        "path (got " +
+        QuoteForMessage(d) + ")");
+  }
+  // What the edge will see once the reference is resolved.
+  const std::string resolved = reference ? "http://service.localhost" + reference->rest : d;
+  auto starts = [&](std::string_view prefix) {
+    if (resolved.size() < prefix.size()) return false;
+    for (size_t i = 0; i < prefix.size(); ++i) {
+      if (std::tolower(static_cast<unsigned char>(resolved[i])) != prefix[i]) return false;
+    }
+    return true;
+  };
+  const bool http = starts("http://") || starts("https://");
+  if (kind == "rewrites" && resolved.front() != '/' && !http) {
+    return InvalidArgument(
+        destination_where +
+        ": a rewrite's \"destination\" must be a path of the site like "
+        "\"/index.html\", an http(s) URL or ${{ <service>.SLIPWAY_PRIVATE_URL }}/path "
+        "(got " +
+        QuoteForMessage(d) + ")");
+  }
+  if (kind == "redirects" && resolved.front() != '/' && resolved.find(':') == std::string::npos) {
+    return InvalidArgument(destination_where +
+                           ": a redirect's \"destination\" must be a path like \"/new\" or a URL "
+                           "like \"https://example.com/new\" (got " +
+                           QuoteForMessage(d) + ")");
+  }
+  if (Status st = CheckDestination(*pattern, resolved); !st.ok()) {
+    return InvalidArgument(destination_where + ": " + st.message());
+  }
+  return Status::Ok();
+}
+
+Status CheckHeaderName(std::string_view name, const std::string& where) {
+  const bool token = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  });
+  if (!token) {
+    return InvalidArgument(where + ": header name " + QuoteForMessage(name) +
+                           " is not a valid header name (letters, digits and !#$%&'*+-.^_`|~)");
+  }
+  std::string lower(name);
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (std::string_view reserved :
+       {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
+        "trailer", "proxy-connection", "content-range", "content-encoding"}) {
+    if (lower == reserved) {
+      return InvalidArgument(where + ": header " + QuoteForMessage(name) +
+                             " cannot be set by a rule: the edge sets it for each answer");
+    }
+  }
+  return Status::Ok();
 }
 
 }  // namespace slipway

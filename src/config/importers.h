@@ -68,4 +68,24 @@ Result<YAML::Node> LoadJson(std::string_view text, const std::string& filename);
 Result<std::string> CheckCronExpression(std::string_view text, const std::string& field,
                                         const std::string& where);
 
+// Checks a static site's rule the way the edge will apply it (proxy/static_site.h):
+// `source` (at `source_where`, "FILE:LINE:COL") must be a route pattern
+// (common/route_pattern.h); a redirect's or rewrite's `destination` (null for header
+// rules) must use only what the source captures, and be a path ("/..."), an http(s) URL
+// (a redirect: any URL, "mailto:..." too) or "${{ <service>.SLIPWAY_PRIVATE_URL }}" or
+// "..._PUBLIC_URL }}" followed by a path. `kind`: "redirects", "rewrites" or "headers".
+// Errors (kInvalidArgument), one line:
+//   WHERE: "source" "/api/*" is not a valid pattern: "*" at character 6 follows no
+//          parameter (write "(.*)" or ":path*" for any rest of the path)
+//   WHERE: "destination" uses ":id", which "source" ("/blog/:slug") does not capture
+//   WHERE: a rewrite's "destination" must be a path of the site like "/index.html", an
+//          http(s) URL or ${{ <service>.SLIPWAY_PRIVATE_URL }}/path (got "index.html")
+Status CheckRouteRule(std::string_view kind, const std::string& source,
+                      const std::string& source_where, const std::string* destination,
+                      const std::string& destination_where);
+
+// A header name a header rule may set: a token (RFC 9110), and not one the edge frames
+// the answer with (Content-Length, Transfer-Encoding, Connection, ...). WHERE: ... otherwise.
+Status CheckHeaderName(std::string_view name, const std::string& where);
+
 }  // namespace slipway

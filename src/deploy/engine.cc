@@ -24,6 +24,7 @@
 #include "common/names.h"
 #include "config/config.h"
 #include "deploy/cron_runner.h"
+#include "deploy/static_routes.h"
 #include "deploy/watch.h"
 
 namespace slipway {
@@ -1157,7 +1158,17 @@ class DeployEngine::Impl {
         route.host = ld.host;
         route.service_label = ld.project + "/" + ld.service;
         route.redirect_to_https = options_.redirect_to_https;
-        if (ld.manifest.kind == "static") route.static_root = ld.manifest.static_root;
+        const bool static_site = ld.manifest.kind == "static";
+        if (static_site) route.static_root = ld.manifest.static_root;
+        // The deployment's own config: a rollback brings its rules back with its files.
+        ApplyServiceRouting(
+            ld.config, static_site,
+            [&](const std::string& service, const std::string& variable) {
+              const auto env = ReferablePlatformEnv(ld.project, ld.environment, service);
+              const auto found = env.find(variable);
+              return found == env.end() ? std::string() : found->second;
+            },
+            route);
         for (const auto& r : ld.replicas) {
           if (r.state == "running") route.upstreams.push_back(Upstream{"127.0.0.1", r.port});
         }

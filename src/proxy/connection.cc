@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +28,7 @@
 
 #include "proxy/pages.h"
 #include "proxy/static_files.h"
+#include "proxy/static_site.h"
 #include "proxy/tls_server.h"
 
 namespace slipway::proxy {
@@ -116,6 +118,29 @@ struct Exchange {
   const CompiledRoute* route = nullptr;
   std::string note;
 };
+
+// Where a static site's rewrite sends a request on to another route (ForwardedRequest).
+struct RewriteTarget {
+  std::string_view target;              // origin form: "/api/x?y=1"
+  std::string_view host;                // the URL's authority: "api.demo.localhost:8080"
+  const HeaderList* headers = nullptr;  // the site's header rules, for the answer
+};
+
+// "http://h:8080/a?b" -> authority "h:8080", target "/a?b" (a missing path is "/"). False
+// when the URL has user info or no host.
+bool SplitUrl(std::string_view url, std::string_view* authority, std::string* target) {
+  const size_t scheme = url.find("://");
+  if (scheme == std::string_view::npos) return false;
+  url.remove_prefix(scheme + 3);
+  const size_t end = url.find_first_of("/?#");
+  *authority = url.substr(0, end);
+  if (authority->empty() || authority->find('@') != std::string_view::npos) return false;
+  std::string_view rest = end == std::string_view::npos ? std::string_view() : url.substr(end);
+  rest = rest.substr(0, rest.find('#'));
+  target->assign(rest.empty() || rest.front() != '/' ? "/" : "");
+  target->append(rest);
+  return true;
+}
 
 // Counts a request against a replica for least-connections while it is served.
 class InFlight {
@@ -230,16 +255,21 @@ class Connection {
   void Begin(const RequestParser& parser, Exchange& ex, RequestInfo& info);
   Task<Next> Route(RequestParser& parser, const RequestInfo& info, Exchange& ex);
   Task<Next> Proxy(RequestParser& parser, const CompiledRoute& route, const RequestInfo& info,
-                   bool keep_alive, Exchange& ex);
+                   bool keep_alive, Exchange& ex, const RewriteTarget* rewrite = nullptr);
   Task<Relay> SendRequestBody(RequestParser& parser, UpstreamConnection& upstream, int64_t limit,
                               Exchange& ex);
   Task<Relay> SendResponseBody(ResponseParser& parser, UpstreamConnection& upstream, BodyFraming in,
                                BodyFraming out, uint64_t length, Exchange& ex);
+  // `keep_alive`: the client's; answers that leave a request body unread close instead.
+  // `hops`: how many static sites' rewrites led here.
   Task<Next> ServeStatic(RequestParser& parser, const CompiledRoute& route, const RequestInfo& info,
-                         bool keep_alive, Exchange& ex);
+                         bool keep_alive, Exchange& ex, std::string_view target, int hops);
+  Task<Next> SendFile(RequestParser& parser, const StaticSite& site, StaticAnswer& answer,
+                      const RequestInfo& info, bool keep_alive, Exchange& ex);
+  Task<bool> SendFileBody(int fd, uint64_t offset, uint64_t length, Exchange& ex);
   Task<Next> SendPage(const Page& page, const RequestInfo& info, bool keep_alive, Exchange& ex,
                       http::field extra_field = http::field::unknown,
-                      std::string_view extra_value = {});
+                      std::string_view extra_value = {}, const HeaderList* headers = nullptr);
   Task<Next> SendText(http::status status, std::string_view body, const RequestInfo& info,
                       bool keep_alive, Exchange& ex);
   Task<Next> SendFailure(ConnectFailure failure, const CompiledRoute& route,
@@ -405,7 +435,7 @@ Task<Next> Connection<Stream>::Route(RequestParser& parser, const RequestInfo& i
     }
   }
   if (route->is_static())
-    co_return co_await ServeStatic(parser, *route, info, local_keep_alive, ex);
+    co_return co_await ServeStatic(parser, *route, info, keep_alive, ex, ex.target, 0);
   if (route->upstreams.empty()) {
     const Page page = NoReplicaPage(route->service_label);
     co_return co_await SendPage(page, info, local_keep_alive, ex);
@@ -415,8 +445,8 @@ Task<Next> Connection<Stream>::Route(RequestParser& parser, const RequestInfo& i
 
 template <class Stream>
 Task<Next> Connection<Stream>::Proxy(RequestParser& parser, const CompiledRoute& route,
-                                     const RequestInfo& info, bool client_keep_alive,
-                                     Exchange& ex) {
+                                     const RequestInfo& info, bool client_keep_alive, Exchange& ex,
+                                     const RewriteTarget* rewrite) {
   const auto& options = env_.options;
   auto& req = parser.get();
   const bool upgrade = IsUpgradeRequest(req);
@@ -432,6 +462,10 @@ Task<Next> Connection<Stream>::Proxy(RequestParser& parser, const CompiledRoute&
   forward.proto = kTls ? "https" : "http";
   forward.request_id = request_id_;
   forward.upgrade = upgrade;
+  if (rewrite != nullptr) {
+    forward.target = rewrite->target;
+    forward.host = rewrite->host;
+  }
   if (chunked_in) {
     forward.framing = BodyFraming::kChunked;
   } else if (parser.content_length()) {
@@ -585,6 +619,7 @@ Task<Next> Connection<Stream>::Proxy(RequestParser& parser, const CompiledRoute&
   ClientResponse answer;
   answer.client_version = info.version;
   answer.request_id = request_id_;
+  if (rewrite != nullptr) answer.extra = rewrite->headers;
   if (status == 101) {
     if (!upgrade) {
       env_.upstreams.Release(std::move(connection), false);
@@ -894,89 +929,265 @@ Task<void> Connection<Stream>::Tunnel(UpstreamConnection& upstream) {
 
 template <class Stream>
 Task<Next> Connection<Stream>::ServeStatic(RequestParser& parser, const CompiledRoute& route,
-                                           const RequestInfo& info, bool keep_alive, Exchange& ex) {
+                                           const RequestInfo& info, bool keep_alive, Exchange& ex,
+                                           std::string_view target, int hops) {
   auto& req = parser.get();
-  if (req.method() != http::verb::get && req.method() != http::verb::head) {
-    const Page page = MethodNotAllowedPage(View(req.method_string()));
-    co_return co_await SendPage(page, info, keep_alive, ex, http::field::allow, "GET, HEAD");
+  // Local answers leave a request body unread: the connection cannot be reused then.
+  const bool local_keep_alive = keep_alive && parser.is_done();
+  const bool get_or_head = req.method() == http::verb::get || req.method() == http::verb::head;
+  StaticAnswer answer = route.site->Resolve(get_or_head, target);
+  const HeaderList* headers = answer.headers.empty() ? nullptr : &answer.headers;
+  switch (answer.kind) {
+    case StaticAnswer::kFile:
+      co_return co_await SendFile(parser, *route.site, answer, info, local_keep_alive, ex);
+    case StaticAnswer::kRedirect: {
+      const Page page{static_cast<http::status>(answer.status), "Moved to " + answer.location, ""};
+      co_return co_await SendPage(page, info, local_keep_alive, ex, http::field::location,
+                                  answer.location, headers);
+    }
+    case StaticAnswer::kBadPath: {
+      const Page page = BadRequestPage(answer.reason);
+      co_return co_await SendPage(page, info, local_keep_alive, ex, http::field::unknown, {},
+                                  headers);
+    }
+    case StaticAnswer::kMethodNotAllowed: {
+      const Page page = MethodNotAllowedPage(View(req.method_string()));
+      co_return co_await SendPage(page, info, local_keep_alive, ex, http::field::allow, "GET, HEAD",
+                                  headers);
+    }
+    case StaticAnswer::kRootMissing: {
+      const Page page = StaticRootMissingPage(route.service_label);
+      co_return co_await SendPage(page, info, local_keep_alive, ex);
+    }
+    case StaticAnswer::kNotFound: {
+      const Page page = FileNotFoundPage(target.substr(0, target.find('?')));
+      co_return co_await SendPage(page, info, local_keep_alive, ex, http::field::unknown, {},
+                                  headers);
+    }
+    case StaticAnswer::kProxy:
+      break;
   }
-  std::string root = route.static_root_real;
-  if (root.empty()) {
-    // The directory did not exist at Swap() time; it may now.
-    char buf[PATH_MAX];
-    if (::realpath(route.static_root.c_str(), buf) != nullptr) root = buf;
-  }
-  if (root.empty()) {
-    const Page page = StaticRootMissingPage(route.service_label);
-    co_return co_await SendPage(page, info, keep_alive, ex);
-  }
-  const StaticLookup lookup = ResolveStaticPath(root, ex.target);
-  const std::string_view path = ex.target.substr(0, ex.target.find('?'));
-  const Page not_found_page = FileNotFoundPage(path);
-  if (lookup.kind == StaticLookup::kBadPath) {
-    const Page page = BadRequestPage(lookup.reason);
-    co_return co_await SendPage(page, info, keep_alive, ex);
-  }
-  if (lookup.kind == StaticLookup::kNotFound) {
-    co_return co_await SendPage(not_found_page, info, keep_alive, ex);
-  }
-  if (lookup.kind == StaticLookup::kRedirect) {
-    const Page page{http::status::moved_permanently, "Moved to " + lookup.path, ""};
-    co_return co_await SendPage(page, info, keep_alive, ex, http::field::location, lookup.path);
-  }
-  int fd = ::open(lookup.path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) co_return co_await SendPage(not_found_page, info, keep_alive, ex);
-  struct FdCloser {
-    int fd;
-    ~FdCloser() { ::close(fd); }
-  } closer{fd};
 
-  http::response<http::empty_body> res{http::status::ok, 11};
-  res.set(http::field::content_type, ContentTypeFor(lookup.path));
-  res.content_length(lookup.size);
-  res.set(http::field::last_modified, HttpDate(lookup.mtime));
-  res.set("X-Request-Id", request_id_);
-  keep_alive = keep_alive && !Draining();
-  SetClientConnection(res, info.version, keep_alive);
-  ex.status = 200;
-  http::response_serializer<http::empty_body> serializer{res};
+  // A rewrite to an absolute URL: served only when its host is a route of this edge.
+  std::string_view authority;
+  std::string path;
+  const CompiledRoute* next = nullptr;
+  if (SplitUrl(answer.url, &authority, &path)) {
+    next = ex.routes->Find(NormalizeHost(authority), path);
+  }
+  if (next == nullptr) {
+    ex.note = "rewrite to " + answer.url + " not proxied";
+    const Page page = RewriteNotProxiedPage(
+        route.service_label, authority.empty() ? std::string_view(answer.url) : authority);
+    co_return co_await SendPage(page, info, local_keep_alive, ex, http::field::unknown, {},
+                                headers);
+  }
+  if (next->is_static()) {
+    if (hops >= 2) {
+      const Page page = RewriteLoopPage(route.service_label);
+      co_return co_await SendPage(page, info, local_keep_alive, ex);
+    }
+    co_return co_await ServeStatic(parser, *next, info, keep_alive, ex, path, hops + 1);
+  }
+  if (next->upstreams.empty()) {
+    const Page page = NoReplicaPage(next->service_label);
+    co_return co_await SendPage(page, info, local_keep_alive, ex, http::field::unknown, {},
+                                headers);
+  }
+  const RewriteTarget rewrite{path, authority, headers};
+  co_return co_await Proxy(parser, *next, info, keep_alive, ex, &rewrite);
+}
+
+template <class Stream>
+Task<Next> Connection<Stream>::SendFile(RequestParser& parser, const StaticSite& site,
+                                        StaticAnswer& answer, const RequestInfo& info,
+                                        bool keep_alive, Exchange& ex) {
+  auto& req = parser.get();
+  const StaticFile& identity = answer.file;
+  const bool found = answer.status == 200;
+  const std::string_view range_header =
+      found && req.method() == http::verb::get ? View(req[http::field::range]) : std::string_view();
+  // Ranges are always served from the file itself, never from a compressed variant, so
+  // byte offsets mean the same to every client.
+  const bool compressible = IsCompressible(identity.relative);
+  StaticFile variant;
+  std::string_view encoding;
+  if (found && compressible && range_header.empty()) {
+    const EncodingChoice choice = PreferredEncodings(View(req[http::field::accept_encoding]));
+    for (int i = 0; i < choice.count; ++i) {
+      if (site.OpenVariant(identity, choice.order[i], &variant)) {
+        encoding = choice.order[i];
+        break;
+      }
+    }
+  }
+  const StaticFile& rep = variant.open() ? variant : identity;
+  const ETagText tag = FormatETag(rep.size, rep.mtime_ns, encoding);
+  const std::string_view etag = tag.view();
+  const int64_t mtime_s = rep.mtime_ns / 1'000'000'000;
+
+  FileHead head;
+  head.status = answer.status;
+  head.content_type = ContentTypeFor(identity.relative);
+  head.content_length = rep.size;
+  head.encoding = encoding;
+  head.etag = etag;
+  head.last_modified = mtime_s;
+  head.cache_control = found ? CacheControlFor(identity.relative) : "no-store";
+  head.vary = found && compressible;
+  head.headers = answer.headers.empty() ? nullptr : &answer.headers;
+  head.client_version = info.version;
+  head.keep_alive = keep_alive && !Draining();
+  head.request_id = request_id_;
+
+  uint64_t offset = 0;
+  uint64_t length = rep.size;
+  std::string content_range;
+  bool body = !info.head;
+  if (found && NotModified(View(req[http::field::if_none_match]),
+                           View(req[http::field::if_modified_since]), etag, mtime_s)) {
+    head.status = 304;
+    body = false;
+  } else if (!range_header.empty() &&
+             IfRangeAllows(View(req[http::field::if_range]), etag, mtime_s)) {
+    const ByteRange range = ParseRange(range_header, rep.size);
+    if (range.kind == ByteRange::kUnsatisfiable) {
+      const std::string unsatisfied = "bytes */" + std::to_string(rep.size);
+      const Page page = RangeNotSatisfiablePage(rep.size);
+      co_return co_await SendPage(page, info, keep_alive, ex, http::field::content_range,
+                                  unsatisfied, head.headers);
+    }
+    if (range.kind == ByteRange::kPartial) {
+      offset = range.first;
+      length = range.length;
+      content_range = "bytes " + std::to_string(range.first) + "-" +
+                      std::to_string(range.first + range.length - 1) + "/" +
+                      std::to_string(rep.size);
+      head.status = 206;
+      head.content_length = length;
+      head.content_range = content_range;
+    }
+  }
+  WriteFileHead(head, &head_out_);
+  ex.status = head.status;
+  const Next after = head.keep_alive ? Next::kKeepAlive : Next::kClose;
+
+  if (!body || length == 0) {
+    deadline_.After(env_.options.idle_timeout);
+    auto [ec, n] = co_await asio::async_write(client_, asio::buffer(head_out_), kTuple);
+    deadline_.Never();
+    co_return ec ? Next::kDrop : after;
+  }
+  if (length <= kRelayBufferBytes) {
+    // Small files: head and body in one write (one TCP segment for most).
+    char* buf = RelayBuffer();
+    size_t have = 0;
+    while (have < length) {
+      const ssize_t got = ::pread(rep.fd, buf + have, static_cast<size_t>(length) - have,
+                                  static_cast<off_t>(offset + have));
+      if (got <= 0) break;
+      have += static_cast<size_t>(got);
+    }
+    if (have < length) {
+      ex.note = "file shrank while being sent";
+      co_return Next::kDrop;  // nothing sent yet, but the answer would lie
+    }
+    const std::array<asio::const_buffer, 2> pieces{asio::buffer(head_out_),
+                                                   asio::buffer(buf, have)};
+    deadline_.After(env_.options.idle_timeout);
+    auto [ec, n] = co_await asio::async_write(client_, pieces, kTuple);
+    deadline_.Never();
+    if (ec) co_return Next::kDrop;
+    ex.bytes_out += have;
+    co_return after;
+  }
   deadline_.After(env_.options.idle_timeout);
-  auto [ec, n] = co_await http::async_write_header(client_, serializer, kTuple);
+  auto [ec, n] = co_await asio::async_write(client_, asio::buffer(head_out_), kTuple);
   deadline_.Never();
   if (ec) co_return Next::kDrop;
-  if (!info.head) {
-    // Chunks, never the whole file. Disk reads block this thread briefly; sendfile or
-    // io_uring can replace this loop later.
+  const bool sent = co_await SendFileBody(rep.fd, offset, length, ex);
+  co_return sent ? after : Next::kDrop;
+}
+
+template <class Stream>
+Task<bool> Connection<Stream>::SendFileBody(int fd, uint64_t offset, uint64_t length,
+                                            Exchange& ex) {
+  const auto timeout = env_.options.idle_timeout;
+  uint64_t remaining = length;
+  if constexpr (!kTls) {
+    // Plain HTTP: the kernel copies from the page cache to the socket (sendfile), in
+    // pieces, yielding to the worker's other connections between them.
+    constexpr size_t kPiece = 1 << 20;
+    Socket& socket = Lowest(client_);
+    if (!socket.native_non_blocking()) {
+      beast::error_code ec;
+      socket.native_non_blocking(true, ec);  // once per connection (it is a system call)
+      if (ec) co_return false;
+    }
+    off_t position = static_cast<off_t>(offset);
+    while (remaining > 0) {
+      const ssize_t sent = ::sendfile(socket.native_handle(), fd, &position,
+                                      static_cast<size_t>(std::min<uint64_t>(remaining, kPiece)));
+      if (sent > 0) {
+        remaining -= static_cast<uint64_t>(sent);
+        ex.bytes_out += static_cast<uint64_t>(sent);
+        if (remaining == 0) break;
+        if (static_cast<size_t>(sent) < kPiece) continue;
+      } else if (sent == 0) {
+        ex.note = "file shrank while being sent";
+        co_return false;
+      } else if (errno == EINTR) {
+        continue;
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        ex.note = std::string("client: ") + std::strerror(errno);
+        co_return false;
+      }
+      // The socket is full (or a piece went out whole): wait until it takes more.
+      deadline_.After(timeout);
+      auto [wec] = co_await socket.async_wait(tcp::socket::wait_write, kTuple);
+      deadline_.Never();
+      if (wec) {
+        ex.note = "client: " + wec.message();
+        co_return false;
+      }
+    }
+    co_return true;
+  } else {
+    // TLS: the bytes are encrypted in user space, so they are read, in relay-buffer
+    // pieces (memory stays bounded for any file size).
     char* buf = RelayBuffer();
-    uint64_t remaining = lookup.size;
     while (remaining > 0) {
       const size_t want = static_cast<size_t>(std::min<uint64_t>(remaining, kRelayBufferBytes));
-      ssize_t got = ::read(fd, buf, want);
+      const ssize_t got = ::pread(fd, buf, want, static_cast<off_t>(offset));
       if (got <= 0) {
         ex.note = "file shrank while being sent";
-        co_return Next::kDrop;  // the promised Content-Length can no longer be met
+        co_return false;
       }
-      deadline_.After(env_.options.idle_timeout);
+      deadline_.After(timeout);
       auto [wec, wn] =
           co_await asio::async_write(client_, asio::buffer(buf, static_cast<size_t>(got)), kTuple);
       deadline_.Never();
-      if (wec) co_return Next::kDrop;
+      if (wec) co_return false;
+      offset += static_cast<uint64_t>(got);
       remaining -= static_cast<uint64_t>(got);
       ex.bytes_out += static_cast<uint64_t>(got);
     }
+    co_return true;
   }
-  co_return keep_alive ? Next::kKeepAlive : Next::kClose;
 }
 
 template <class Stream>
 Task<Next> Connection<Stream>::SendPage(const Page& page, const RequestInfo& info, bool keep_alive,
                                         Exchange& ex, http::field extra_field,
-                                        std::string_view extra_value) {
+                                        std::string_view extra_value, const HeaderList* headers) {
   keep_alive = keep_alive && !Draining();
   http::response<http::string_body> res{page.status, 11};
   res.set(http::field::content_type, PageContentType(info.html));
   res.set(http::field::cache_control, "no-store");
   if (extra_field != http::field::unknown) res.set(extra_field, extra_value);
+  if (headers != nullptr) {
+    for (const auto& [name, value] : *headers) res.set(name, value);
+  }
   res.set("X-Request-Id", request_id_);
   res.body() = RenderPage(page, info.html);
   res.prepare_payload();

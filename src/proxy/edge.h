@@ -11,9 +11,11 @@
 //     wins over a wildcard; when none of an exact host's prefixes match, its wildcard's
 //     routes are tried.
 //   - path_prefix "/api" matches "/api", "/api/..." and "/api?..." but not "/apix"; a
-//     trailing slash is ignored ("/api/" is "/api"). The path is forwarded unchanged.
+//     trailing slash is ignored ("/api/" is "/api"). The path is forwarded unchanged; a
+//     static route serves the path under its prefix from its root (its base path).
 // Unknown hosts get a 404 page; a route with no reachable upstream a 502 page naming the
-// service.
+// service. Static routes (files, validators, ranges, precompressed variants, rules) are
+// described in proxy/static_site.h and docs/static.md.
 //
 // HTTP/1.1 on both sides: client keep-alive, per-thread keep-alive pools to replicas,
 // bodies streamed both ways (never buffered whole), chunked in and out, HTTP/1.0
@@ -48,6 +50,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -67,13 +70,39 @@ enum class Balance {
   kLeastConnections,  // JSON "least_connections": fewest requests in flight (all threads)
 };
 
+// Routing rules of a static route (docs/static.md), as vercel.json declares them. Sources
+// are RoutePattern syntax (common/route_pattern.h), matched against the path under the
+// route's path_prefix; destinations use what they captured.
+struct StaticRedirect {
+  std::string source;       // "/old-docs/:path*"
+  std::string destination;  // "/docs/:path*" (inside the site) or "https://..."
+  int status = 308;         // 301, 302, 303, 307 or 308
+};
+struct StaticRewrite {
+  std::string source;       // "/blog/:slug"
+  std::string destination;  // "/news/:slug" (a file of the site), or an absolute URL:
+                            // proxied when its host is a route of this edge, else 502
+};
+struct StaticHeaders {
+  std::string source;                                        // "/assets/(.*)"
+  std::vector<std::pair<std::string, std::string>> headers;  // set on matching answers
+};
+enum class TrailingSlash {
+  kLeave,   // JSON "": as requested (a directory without its slash redirects to it)
+  kAdd,     // JSON "add": "/about" -> 308 "/about/" (not for names with an extension)
+  kRemove,  // JSON "remove": "/about/" -> 308 "/about"
+};
+
 struct Route {
   std::string host;                 // lowercase, no port: "api.bytomorrow.localhost" or
                                     // "*.bytomorrow.localhost" (one label)
   std::string service_label;        // for pages and logs: "bytomorrow/api"
   std::vector<Upstream> upstreams;  // empty with no static_root -> 502
-  std::string static_root;          // non-empty: serve files from this directory
-  std::string path_prefix = "/";    // longest prefix wins among the host's routes
+  // Non-empty: serve files from this directory. The path_prefix is the site's base path:
+  // "/shop/assets/a.js" under path_prefix "/shop" is <static_root>/assets/a.js, and
+  // "/shop" itself redirects to "/shop/".
+  std::string static_root;
+  std::string path_prefix = "/";  // longest prefix wins among the host's routes
   Balance balance = Balance::kRoundRobin;
   // Largest request body accepted, in bytes: 0 uses EdgeOptions::max_body_bytes, a
   // negative value means no limit. Larger bodies get 413 (at once for a Content-Length,
@@ -82,6 +111,19 @@ struct Route {
   // Plain-HTTP requests get "308 Permanent Redirect" to https://host[:https port]/path.
   // ACME HTTP-01 challenges are still answered on plain HTTP.
   bool redirect_to_https = false;
+  // Static routes only (ignored with an empty static_root). Evaluated in Vercel's order:
+  // headers (collected for the answer), clean_urls and trailing_slash redirects, then
+  // redirects, the filesystem (clean_urls: "/about" is about.html), rewrites, the SPA
+  // fallback, then 404.html or the edge's 404 page. A rule that cannot be compiled is
+  // left out with a warning in the edge's log (config loading reports it first).
+  std::vector<StaticHeaders> headers;
+  std::vector<StaticRedirect> redirects;
+  std::vector<StaticRewrite> rewrites;
+  bool clean_urls = false;
+  TrailingSlash trailing_slash = TrailingSlash::kLeave;
+  // A path that matched nothing and whose last segment has no '.' gets /index.html with
+  // 200 (a single-page app's client-side routes); "/missing.js" stays a 404.
+  bool spa_fallback = false;
 };
 
 struct RouteTable {

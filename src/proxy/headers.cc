@@ -81,6 +81,14 @@ void AppendFraming(std::string* out, BodyFraming framing, uint64_t length) {
   }
 }
 
+bool Replaced(const std::vector<std::pair<std::string, std::string>>& extra,
+              std::string_view name) {
+  for (const auto& [n, v] : extra) {
+    if (EqualsIgnoreCase(n, name)) return true;
+  }
+  return false;
+}
+
 uint64_t SplitMix(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
@@ -194,7 +202,7 @@ void WriteUpstreamRequestHead(const http::header<true, Fields>& request,
   out->clear();
   out->append(View(request.method_string()));
   out->push_back(' ');
-  out->append(View(request.target()));
+  out->append(forward.target.empty() ? View(request.target()) : forward.target);
   out->append(" HTTP/1.1\r\n");
   const ConnectionTokens tokens(request);
   std::string_view original_host;
@@ -220,7 +228,7 @@ void WriteUpstreamRequestHead(const http::header<true, Fields>& request,
         break;
       case http::field::host:
         original_host = View(field.value());
-        AppendField(out, name, View(field.value()));
+        AppendField(out, name, forward.host.empty() ? View(field.value()) : forward.host);
         continue;
       case http::field::unknown:
         if (IsForwardedField(name)) {
@@ -297,11 +305,15 @@ void WriteClientResponseHead(const http::header<false, Fields>& response,
       default:
         break;
     }
+    if (answer.extra != nullptr && Replaced(*answer.extra, name)) continue;
     if (tokens.count != 0 && tokens.Names(name) && field.name() != http::field::content_length &&
         field.name() != http::field::transfer_encoding) {
       continue;
     }
     AppendField(out, name, View(field.value()));
+  }
+  if (answer.extra != nullptr) {
+    for (const auto& [name, value] : *answer.extra) AppendField(out, name, value);
   }
   AppendFraming(out, answer.framing, answer.length);
   if (answer.upgrade) {

@@ -16,6 +16,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "proxy/arena.h"
 
@@ -76,6 +78,10 @@ struct ForwardedRequest {
   BodyFraming framing = BodyFraming::kNone;
   uint64_t length = 0;
   bool upgrade = false;
+  // A static site's rewrite to another route: the target sent instead of the request's,
+  // and the Host sent instead of the client's (which then goes in X-Forwarded-Host).
+  std::string_view target;
+  std::string_view host;
 };
 
 // The request head for an upstream (always HTTP/1.1, keep-alive unless upgrading).
@@ -90,6 +96,9 @@ struct ClientResponse {
   BodyFraming framing = BodyFraming::kNone;
   uint64_t length = 0;
   bool upgrade = false;  // a 101 answer: keep Upgrade, send "Connection: upgrade"
+  // Header rules of a static site whose rewrite this answer is for: each replaces the
+  // response's fields of the same name. Null: none.
+  const std::vector<std::pair<std::string, std::string>>* extra = nullptr;
 };
 
 // The response head for the client (status line HTTP/1.1).

@@ -79,6 +79,25 @@ Page StaticRootMissingPage(std::string_view label) {
       ""};
 }
 
+Page RangeNotSatisfiablePage(uint64_t size) {
+  return {status::range_not_satisfiable,
+          fmt::format("The requested range is not inside the file ({} bytes)", size), ""};
+}
+
+Page RewriteNotProxiedPage(std::string_view label, std::string_view url_host) {
+  return {status::bad_gateway,
+          fmt::format("{} rewrites this path to {}, which is not an app of this Slipway edge",
+                      label, url_host),
+          "Rewrites to absolute URLs are proxied only to hosts the edge routes itself (another "
+          "service's URL, e.g. ${{ api.SLIPWAY_PRIVATE_URL }}); the edge is not an open proxy."};
+}
+
+Page RewriteLoopPage(std::string_view label) {
+  return {status::bad_gateway,
+          fmt::format("{}: rewrites lead from one static site to another more than twice", label),
+          "Point the rewrite at the service that answers the path."};
+}
+
 bool WantsHtml(std::string_view accept) {
   return accept.find("text/html") != std::string_view::npos;
 }

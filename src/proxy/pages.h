@@ -31,6 +31,9 @@ Page BodyTooLargePage(uint64_t limit_bytes);
 Page FileNotFoundPage(std::string_view path);
 Page MethodNotAllowedPage(std::string_view method);
 Page StaticRootMissingPage(std::string_view service_label);
+Page RangeNotSatisfiablePage(uint64_t size);
+Page RewriteNotProxiedPage(std::string_view service_label, std::string_view url_host);
+Page RewriteLoopPage(std::string_view service_label);
 
 // True when the Accept header asks for HTML (browsers).
 bool WantsHtml(std::string_view accept);

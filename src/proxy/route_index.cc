@@ -15,12 +15,6 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-std::string RealPath(const std::string& path) {
-  char buf[PATH_MAX];
-  if (::realpath(path.c_str(), buf) == nullptr) return "";
-  return buf;
-}
-
 // Numeric addresses and "localhost" need no lookup; anything else is resolved once here,
 // on the control plane's thread, so the hot path never waits for DNS.
 std::vector<tcp::endpoint> Resolve(const Upstream& upstream, const std::string& label) {
@@ -191,11 +185,9 @@ std::shared_ptr<const RouteIndex> RouteIndex::Build(std::shared_ptr<const RouteT
     compiled->redirect_to_https = route.redirect_to_https;
     compiled->static_root = route.static_root;
     if (!route.static_root.empty()) {
-      compiled->static_root_real = RealPath(route.static_root);
-      if (compiled->static_root_real.empty()) {
-        spdlog::warn("edge: {}: static root {} does not exist (yet)", compiled->service_label,
-                     route.static_root);
-      }
+      Route labelled = route;
+      labelled.service_label = compiled->service_label;
+      compiled->site = StaticSite::Build(labelled, compiled->path_prefix);
     }
     if (context.stats) compiled->stats = context.stats->Get(compiled->key);
     host_routes.push_back(compiled.get());

@@ -5,8 +5,9 @@
 // A RouteIndex is built once per Edge::Swap(): hosts are normalised and put in hash maps
 // (exact hosts, and wildcard "*.suffix" hosts keyed by suffix), each host's routes are
 // sorted by path prefix length, upstream addresses are resolved to endpoints, static
-// roots are canonicalised. It is immutable afterwards except for each route's
-// round-robin counter and the shared per-upstream state (atomics).
+// sites are compiled (their roots opened, their rules' patterns compiled). It is immutable
+// afterwards except for each route's round-robin counter and the shared per-upstream
+// state (atomics).
 //
 // Per-upstream state (requests in flight, ejection deadline) and per-route statistics
 // outlive a single table: they come from registries keyed by endpoint and by
@@ -37,6 +38,7 @@
 
 #include "proxy/edge.h"
 #include "proxy/metrics.h"
+#include "proxy/static_site.h"
 
 namespace slipway::proxy {
 
@@ -66,9 +68,9 @@ struct CompiledRoute {
   Balance balance = Balance::kRoundRobin;
   int64_t max_body_bytes = 0;  // as configured (0: the edge's default, < 0: none)
   bool redirect_to_https = false;
-  std::string static_root;            // as configured; empty when not a static route
-  std::string static_root_real;       // realpath() of static_root at build time ("" if missing)
-  std::shared_ptr<RouteStats> stats;  // null when built without a StatsRegistry
+  std::string static_root;                 // as configured; empty when not a static route
+  std::unique_ptr<const StaticSite> site;  // static routes: root and rules, compiled
+  std::shared_ptr<RouteStats> stats;       // null when built without a StatsRegistry
   // Round-robin start position. Relaxed fetch_add; not a lock.
   mutable std::atomic<uint32_t> next_upstream{0};
 

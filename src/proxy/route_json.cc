@@ -12,6 +12,99 @@ const char* BalanceName(Balance balance) {
   return balance == Balance::kLeastConnections ? "least_connections" : "round_robin";
 }
 
+const char* TrailingSlashName(TrailingSlash slash) {
+  switch (slash) {
+    case TrailingSlash::kAdd:
+      return "add";
+    case TrailingSlash::kRemove:
+      return "remove";
+    default:
+      return "";
+  }
+}
+
+// The static-site fields of a route object (edge.h): checked here, each error naming
+// the route and the key.
+Status ReadStaticRules(const json& r, const std::string& where, Route& route) {
+  auto rules = [&](const char* key, auto&& add) -> Status {
+    if (!r.contains(key)) return Status();
+    const json& list = r[key];
+    if (!list.is_array()) return InvalidArgument(where + ": \"" + key + "\" must be a list");
+    for (const json& rule : list) {
+      if (!rule.is_object() || !rule.contains("source") || !rule["source"].is_string()) {
+        return InvalidArgument(where + ": each of \"" + key + "\" needs a string \"source\"");
+      }
+      RETURN_IF_ERROR(add(rule));
+    }
+    return Status();
+  };
+  auto destination = [&](const json& rule, const char* key, std::string* out) -> Status {
+    if (!rule.contains("destination") || !rule["destination"].is_string()) {
+      return InvalidArgument(where + ": each of \"" + key + "\" needs a string \"destination\"");
+    }
+    *out = rule["destination"].get<std::string>();
+    return Status();
+  };
+  RETURN_IF_ERROR(rules("redirects", [&](const json& rule) -> Status {
+    StaticRedirect redirect;
+    redirect.source = rule["source"].get<std::string>();
+    RETURN_IF_ERROR(destination(rule, "redirects", &redirect.destination));
+    if (rule.contains("status")) {
+      if (!rule["status"].is_number_integer()) {
+        return InvalidArgument(where + ": a redirect's \"status\" must be an integer");
+      }
+      redirect.status = rule["status"].get<int>();
+    }
+    route.redirects.push_back(std::move(redirect));
+    return Status();
+  }));
+  RETURN_IF_ERROR(rules("rewrites", [&](const json& rule) -> Status {
+    StaticRewrite rewrite;
+    rewrite.source = rule["source"].get<std::string>();
+    RETURN_IF_ERROR(destination(rule, "rewrites", &rewrite.destination));
+    route.rewrites.push_back(std::move(rewrite));
+    return Status();
+  }));
+  RETURN_IF_ERROR(rules("headers", [&](const json& rule) -> Status {
+    StaticHeaders headers;
+    headers.source = rule["source"].get<std::string>();
+    if (rule.contains("headers")) {
+      if (!rule["headers"].is_array()) {
+        return InvalidArgument(where + ": a header rule's \"headers\" must be a list");
+      }
+      for (const json& pair : rule["headers"]) {
+        if (!pair.is_array() || pair.size() != 2 || !pair[0].is_string() || !pair[1].is_string()) {
+          return InvalidArgument(where + ": each header must be [\"Name\", \"value\"]");
+        }
+        headers.headers.emplace_back(pair[0].get<std::string>(), pair[1].get<std::string>());
+      }
+    }
+    route.headers.push_back(std::move(headers));
+    return Status();
+  }));
+  for (const char* key : {"clean_urls", "spa_fallback"}) {
+    if (!r.contains(key)) continue;
+    if (!r[key].is_boolean()) {
+      return InvalidArgument(where + ": \"" + key + "\" must be true or false");
+    }
+    (std::string_view(key) == "clean_urls" ? route.clean_urls : route.spa_fallback) =
+        r[key].get<bool>();
+  }
+  if (r.contains("trailing_slash")) {
+    const json& t = r["trailing_slash"];
+    if (t == "") {
+      route.trailing_slash = TrailingSlash::kLeave;
+    } else if (t == "add") {
+      route.trailing_slash = TrailingSlash::kAdd;
+    } else if (t == "remove") {
+      route.trailing_slash = TrailingSlash::kRemove;
+    } else {
+      return InvalidArgument(where + ": \"trailing_slash\" must be \"\", \"add\" or \"remove\"");
+    }
+  }
+  return Status();
+}
+
 }  // namespace
 
 std::string RouteTableToJson(const RouteTable& table) {
@@ -19,14 +112,38 @@ std::string RouteTableToJson(const RouteTable& table) {
   for (const Route& r : table.routes) {
     json upstreams = json::array();
     for (const Upstream& u : r.upstreams) upstreams.push_back({{"host", u.host}, {"port", u.port}});
-    routes.push_back({{"host", r.host},
-                      {"service", r.service_label},
-                      {"path_prefix", r.path_prefix},
-                      {"balance", BalanceName(r.balance)},
-                      {"upstreams", upstreams},
-                      {"static_root", r.static_root},
-                      {"max_body_bytes", r.max_body_bytes},
-                      {"redirect_to_https", r.redirect_to_https}});
+    json route = {{"host", r.host},
+                  {"service", r.service_label},
+                  {"path_prefix", r.path_prefix},
+                  {"balance", BalanceName(r.balance)},
+                  {"upstreams", upstreams},
+                  {"static_root", r.static_root},
+                  {"max_body_bytes", r.max_body_bytes},
+                  {"redirect_to_https", r.redirect_to_https}};
+    const bool rules = !r.headers.empty() || !r.redirects.empty() || !r.rewrites.empty() ||
+                       r.clean_urls || r.trailing_slash != TrailingSlash::kLeave || r.spa_fallback;
+    if (!r.static_root.empty() || rules) {
+      json redirects = json::array(), rewrites = json::array(), headers = json::array();
+      for (const StaticRedirect& x : r.redirects) {
+        redirects.push_back(
+            {{"source", x.source}, {"destination", x.destination}, {"status", x.status}});
+      }
+      for (const StaticRewrite& x : r.rewrites) {
+        rewrites.push_back({{"source", x.source}, {"destination", x.destination}});
+      }
+      for (const StaticHeaders& x : r.headers) {
+        json pairs = json::array();
+        for (const auto& [k, v] : x.headers) pairs.push_back(json::array({k, v}));
+        headers.push_back({{"source", x.source}, {"headers", pairs}});
+      }
+      route["headers"] = headers;
+      route["redirects"] = redirects;
+      route["rewrites"] = rewrites;
+      route["clean_urls"] = r.clean_urls;
+      route["trailing_slash"] = TrailingSlashName(r.trailing_slash);
+      route["spa_fallback"] = r.spa_fallback;
+    }
+    routes.push_back(std::move(route));
   }
   // Names are not guaranteed UTF-8; invalid bytes become U+FFFD instead of throwing.
   return json{{"routes", routes}}.dump(2, ' ', false, json::error_handler_t::replace);
@@ -78,6 +195,7 @@ Result<RouteTable> RouteTableFromJson(const std::string& text) {
         return InvalidArgument(where + ": \"redirect_to_https\" must be true or false");
       route.redirect_to_https = r["redirect_to_https"].get<bool>();
     }
+    RETURN_IF_ERROR(ReadStaticRules(r, where, route));
     if (r.contains("upstreams")) {
       if (!r["upstreams"].is_array())
         return InvalidArgument(where + ": \"upstreams\" must be a list");

@@ -8,6 +8,12 @@
 //                "upstreams": [{"host": "127.0.0.1", "port": 9000}],
 //                "static_root": "", "max_body_bytes": 0, "redirect_to_https": false}]}
 //
+// A static route (a non-empty "static_root") also has its rules:
+//   "headers": [{"source": "/assets/(.*)", "headers": [["X-Frame-Options", "DENY"]]}],
+//   "redirects": [{"source": "/old", "destination": "/new", "status": 308}],
+//   "rewrites": [{"source": "/api/:p*", "destination": "http://api.demo.localhost:8080/:p*"}],
+//   "clean_urls": false, "trailing_slash": "" | "add" | "remove", "spa_fallback": false
+//
 // Only "host" is required; every other key may be left out and takes the Route default
 // ("service": the host, "path_prefix": "/", "balance": "round_robin" or
 // "least_connections", "max_body_bytes": 0 = the edge's default, negative = no limit).

@@ -85,10 +85,7 @@ TEST_F(ImportDirTest, VercelStaticSiteIsOneStaticWebService) {
   EXPECT_EQ(config->services[0].static_directory, "public");
   EXPECT_TRUE(config->services[0].clean_urls);
   EXPECT_EQ(config->origins.at("services.web.staticDirectory"), "vercel.json:2:22");
-  EXPECT_EQ(config->warnings,
-            std::vector<std::string>{
-                "vercel.json:3:3: cleanUrls is read but not applied yet (static routing "
-                "arrives with frontends)"});
+  EXPECT_TRUE(config->warnings.empty());  // the edge applies cleanUrls
 }
 
 TEST_F(ImportDirTest, MalformedVercelJsonIsOneLineWithItsPosition) {

@@ -14,10 +14,8 @@ class ImportsVercelComposeTest(SlipwayTestCase):
         app = self.slipway.copy_app("vercel-static")
         result = self.slipway.up(app)
         self.assertDeployed(result, "web", "vercel-static")
-        self.assertIn(
-            "warning: vercel.json:5:3: cleanUrls is read but not applied yet", result.stderr
-        )
-        self.assertIn("warning: vercel.json:7:3: redirects are read but not applied", result.stderr)
+        # The routing rules are applied by the edge: no warning names them.
+        self.assertNotIn("not applied", result.stderr)
 
         host = "web.vercel-static.localhost"
         status, body = self.slipway.http_get(host, "/")
@@ -28,9 +26,18 @@ class ImportsVercelComposeTest(SlipwayTestCase):
             self.slipway.http_get(host, "/build.txt"),
             (200, "built by the vercel.json buildCommand\n"),
         )
-        status, body = self.slipway.http_get(host, "/about.html")
+        # cleanUrls: the page is at /about, and /about.html redirects there.
+        status, body = self.slipway.http_get(host, "/about")
         self.assertEqual(status, 200, body)
         self.assertIn("About this site", body)
+        status, headers, _ = self.slipway.http_request(host, "/about.html")
+        self.assertEqual((status, headers["location"]), (308, "/about"))
+        # redirects (permanent: 308), trailingSlash false, headers on every answer.
+        status, headers, _ = self.slipway.http_request(host, "/home?x=1")
+        self.assertEqual((status, headers["location"]), (308, "/?x=1"))
+        status, headers, _ = self.slipway.http_request(host, "/about/")
+        self.assertEqual((status, headers["location"]), (308, "/about"))
+        self.assertEqual(headers["x-content-type-options"], "nosniff")
 
     def test_compose_app(self):
         app = self.slipway.copy_app("compose-app")

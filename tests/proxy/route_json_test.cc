@@ -24,6 +24,13 @@ TEST(RouteJsonTest, EveryFieldRoundTrips) {
   b.host = "web.demo.localhost";
   b.static_root = "/srv/www";
   b.max_body_bytes = -1;
+  b.path_prefix = "/shop";
+  b.headers = {{"/assets/(.*)", {{"Cache-Control", "public, max-age=60"}, {"X-A", "1"}}}};
+  b.redirects = {{"/old/:path*", "/new/:path*", 301}, {"/home", "/", 308}};
+  b.rewrites = {{"/api/:path*", "http://api.demo.localhost:8080/:path*"}};
+  b.clean_urls = true;
+  b.trailing_slash = TrailingSlash::kRemove;
+  b.spa_fallback = true;
   table.routes = {a, b};
 
   auto parsed = RouteTableFromJson(RouteTableToJson(table));
@@ -44,6 +51,27 @@ TEST(RouteJsonTest, EveryFieldRoundTrips) {
   EXPECT_EQ(s.max_body_bytes, -1);
   EXPECT_EQ(s.balance, Balance::kRoundRobin);
   EXPECT_FALSE(s.redirect_to_https);
+  EXPECT_EQ(s.path_prefix, "/shop");
+  ASSERT_EQ(s.headers.size(), 1u);
+  EXPECT_EQ(s.headers[0].source, "/assets/(.*)");
+  EXPECT_EQ(s.headers[0].headers, b.headers[0].headers);
+  ASSERT_EQ(s.redirects.size(), 2u);
+  EXPECT_EQ(s.redirects[0].source, "/old/:path*");
+  EXPECT_EQ(s.redirects[0].destination, "/new/:path*");
+  EXPECT_EQ(s.redirects[0].status, 301);
+  EXPECT_EQ(s.redirects[1].status, 308);
+  ASSERT_EQ(s.rewrites.size(), 1u);
+  EXPECT_EQ(s.rewrites[0].destination, "http://api.demo.localhost:8080/:path*");
+  EXPECT_TRUE(s.clean_urls);
+  EXPECT_EQ(s.trailing_slash, TrailingSlash::kRemove);
+  EXPECT_TRUE(s.spa_fallback);
+  // A proxied route has no static keys; a static one without rules takes the defaults.
+  EXPECT_TRUE(r.redirects.empty() && r.rewrites.empty() && r.headers.empty());
+  auto plain = RouteTableFromJson(R"({"routes": [{"host": "w", "static_root": "/srv"}]})");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->routes[0].clean_urls);
+  EXPECT_EQ(plain->routes[0].trailing_slash, TrailingSlash::kLeave);
+  EXPECT_FALSE(plain->routes[0].spa_fallback);
 }
 
 TEST(RouteJsonTest, MissingKeysTakeDefaults) {
@@ -78,6 +106,23 @@ TEST(RouteJsonTest, MalformedInputNamesTheRouteAndField) {
        "routing table: route 0: \"path_prefix\" must be a string"},
       {R"({"routes": [{"host": "a", "upstreams": [{"host": "h"}]}]})",
        "routing table: route 0: each upstream needs an integer \"port\""},
+      {R"({"routes": [{"host": "a", "redirects": {}}]})",
+       "routing table: route 0: \"redirects\" must be a list"},
+      {R"({"routes": [{"host": "a", "rewrites": [{"destination": "/x"}]}]})",
+       "routing table: route 0: each of \"rewrites\" needs a string \"source\""},
+      {R"({"routes": [{"host": "a", "redirects": [{"source": "/x"}]}]})",
+       "routing table: route 0: each of \"redirects\" needs a string \"destination\""},
+      {R"({"routes": [{"host": "a", "redirects": [{"source": "/x", "destination": "/",
+                                                  "status": "301"}]}]})",
+       "routing table: route 0: a redirect's \"status\" must be an integer"},
+      {R"({"routes": [{"host": "a", "headers": [{"source": "/x", "headers": [["A"]]}]}]})",
+       "routing table: route 0: each header must be [\"Name\", \"value\"]"},
+      {R"({"routes": [{"host": "a", "clean_urls": 1}]})",
+       "routing table: route 0: \"clean_urls\" must be true or false"},
+      {R"({"routes": [{"host": "a", "spa_fallback": "yes"}]})",
+       "routing table: route 0: \"spa_fallback\" must be true or false"},
+      {R"({"routes": [{"host": "a", "trailing_slash": true}]})",
+       "routing table: route 0: \"trailing_slash\" must be \"\", \"add\" or \"remove\""},
   };
   for (const Case& c : cases) {
     auto parsed = RouteTableFromJson(c.json);

@@ -1,4 +1,5 @@
-// Static path resolution and content types, from the cases in testdata/.
+// Static path resolution and the HTTP semantics of static files (types, validators,
+// ranges, content codings, caching), from the cases in testdata/.
 
 #include "proxy/static_files.h"
 
@@ -81,17 +82,6 @@ TEST(StaticPathsTest, CasesFromTestdata) {
   }
 }
 
-TEST(StaticFilesTest, ContentTypes) {
-  EXPECT_EQ(ContentTypeFor("/a/index.html"), "text/html; charset=utf-8");
-  EXPECT_EQ(ContentTypeFor("x.CSS"), "text/css; charset=utf-8");
-  EXPECT_EQ(ContentTypeFor("x.mjs"), "text/javascript; charset=utf-8");
-  EXPECT_EQ(ContentTypeFor("x.webp"), "image/webp");
-  EXPECT_EQ(ContentTypeFor("favicon.ico"), "image/x-icon");
-  EXPECT_EQ(ContentTypeFor("Makefile"), "application/octet-stream");
-  EXPECT_EQ(ContentTypeFor("dir.d/noext"), "application/octet-stream");
-  EXPECT_EQ(ContentTypeFor("trailing."), "application/octet-stream");
-}
-
 TEST(StaticFilesTest, PercentDecode) {
   std::string out;
   EXPECT_TRUE(PercentDecode("/a%20b%2Fc", &out));
@@ -103,6 +93,86 @@ TEST(StaticFilesTest, PercentDecode) {
 }
 
 TEST(StaticFilesTest, HttpDate) { EXPECT_EQ(HttpDate(784111777), "Sun, 06 Nov 1994 08:49:37 GMT"); }
+
+std::vector<std::string> SplitBar(const std::string& line) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    size_t at = line.find(" | ", start);
+    std::string field =
+        line.substr(start, at == std::string::npos ? std::string::npos : at - start);
+    out.push_back(field == "<empty>" ? "" : field);
+    if (at == std::string::npos) return out;
+    start = at + 3;
+  }
+}
+
+TEST(StaticHttpTest, CasesFromTestdata) {
+  std::ifstream in(std::string(SLIPWAY_PROXY_TESTDATA) + "/static_http.txt");
+  ASSERT_TRUE(in.good());
+  int line_number = 0, cases = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_number;
+    if (line.empty() || line[0] == '#') continue;
+    SCOPED_TRACE("static_http.txt:" + std::to_string(line_number) + ": " + line);
+    const size_t space = line.find(' ');
+    ASSERT_NE(space, std::string::npos);
+    const std::string kind = line.substr(0, space);
+    const auto f = SplitBar(line.substr(space + 1));
+    ++cases;
+    if (kind == "type") {
+      ASSERT_EQ(f.size(), 2u);
+      EXPECT_EQ(ContentTypeFor(f[0]), f[1]);
+    } else if (kind == "compressible") {
+      ASSERT_EQ(f.size(), 2u);
+      EXPECT_EQ(IsCompressible(f[0]), f[1] == "yes");
+    } else if (kind == "fingerprint") {
+      ASSERT_EQ(f.size(), 2u);
+      EXPECT_EQ(IsFingerprinted(f[0]), f[1] == "yes");
+      EXPECT_EQ(CacheControlFor(f[0]), f[1] == "yes" ? "public, max-age=31536000, immutable"
+                                                     : "public, max-age=0, must-revalidate");
+    } else if (kind == "range") {
+      ASSERT_EQ(f.size(), 3u);
+      const ByteRange r = ParseRange(f[0], std::stoull(f[1]));
+      if (f[2] == "ignored") {
+        EXPECT_EQ(r.kind, ByteRange::kIgnored);
+      } else if (f[2] == "unsatisfiable") {
+        EXPECT_EQ(r.kind, ByteRange::kUnsatisfiable);
+      } else {
+        ASSERT_EQ(r.kind, ByteRange::kPartial);
+        EXPECT_EQ(std::to_string(r.first) + "-" + std::to_string(r.first + r.length - 1), f[2]);
+      }
+    } else if (kind == "ifrange") {
+      ASSERT_EQ(f.size(), 4u);
+      EXPECT_EQ(IfRangeAllows(f[0], f[1], std::stoll(f[2])), f[3] == "yes");
+    } else if (kind == "encoding") {
+      ASSERT_EQ(f.size(), 2u);
+      const EncodingChoice choice = PreferredEncodings(f[0]);
+      std::string got;
+      for (int i = 0; i < choice.count; ++i) {
+        if (!got.empty()) got += " ";
+        got += choice.order[i];
+      }
+      EXPECT_EQ(got.empty() ? "-" : got, f[1]);
+    } else if (kind == "notmodified") {
+      ASSERT_EQ(f.size(), 5u);
+      EXPECT_EQ(NotModified(f[0], f[1], f[2], std::stoll(f[3])), f[4] == "yes");
+    } else if (kind == "date") {
+      ASSERT_EQ(f.size(), 2u);
+      const auto got = ParseHttpDate(f[0]);
+      EXPECT_EQ(got ? std::to_string(*got) : "-", f[1]);
+    } else {
+      ADD_FAILURE() << "unknown kind " << kind;
+    }
+  }
+  EXPECT_GT(cases, 100);
+}
+
+TEST(StaticHttpTest, ETagsAreStrongAndDifferPerEncoding) {
+  EXPECT_EQ(MakeETag(1500, 0x17a2b3c4d5e6f708, ""), "\"5dc-17a2b3c4d5e6f708\"");
+  EXPECT_EQ(MakeETag(1500, 0x17a2b3c4d5e6f708, "br"), "\"5dc-17a2b3c4d5e6f708-br\"");
+  EXPECT_EQ(MakeETag(1500, 0x17a2b3c4d5e6f708, "gzip"), "\"5dc-17a2b3c4d5e6f708-gz\"");
+}
 
 }  // namespace
 }  // namespace slipway::proxy

@@ -33,6 +33,7 @@
 #include "proxy/route_index.h"
 #include "proxy/route_json.h"
 #include "proxy/static_files.h"
+#include "proxy/static_site.h"
 
 namespace slipway::fuzz {
 namespace {
@@ -111,6 +112,41 @@ void FuzzStaticPath(std::string_view target) {
       break;
     case proxy::StaticLookup::kNotFound:
       break;
+  }
+
+  // The same target through a static site with rules (proxy/static_site.h): a redirect's
+  // Location is a path of this host or the configured URL, never "//host", never CR/LF;
+  // a file is inside the root and not a dot-file.
+  static const std::unique_ptr<const proxy::StaticSite> site = [&] {
+    Route route;
+    route.host = "site.fuzz";
+    route.static_root = root;
+    route.clean_urls = true;
+    route.trailing_slash = TrailingSlash::kAdd;
+    route.spa_fallback = true;
+    route.redirects = {{"/go/(.*)", "/$1", 302}, {"/old/:path*", "/sub/:path*", 308}};
+    route.rewrites = {{"/r/:path*", "/sub/:path*"}};
+    route.headers = {{"/(.*)", {{"X-Fuzz", "$1"}}}};
+    return proxy::StaticSite::Build(route, "/");
+  }();
+  const proxy::StaticAnswer answer = site->Resolve(true, target);
+  for (const auto& [name, value] : answer.headers) {
+    Check(value.find_first_of(std::string_view("\r\n\0", 3)) == std::string::npos,
+          "StaticSite puts CR, LF or NUL in a header value");
+  }
+  if (answer.kind == proxy::StaticAnswer::kRedirect) {
+    const std::string& location = answer.location;
+    Check(!location.empty() && location.front() == '/',
+          "StaticSite redirects to a non-path: " + Printable(location));
+    Check(location.size() < 2 || (location[1] != '/' && location[1] != '\\'),
+          "StaticSite redirects to another host (open redirect): Location " + Printable(location));
+    Check(location.find_first_of(std::string_view("\r\n\0", 3)) == std::string::npos,
+          "StaticSite puts CR, LF or NUL in a Location");
+  } else if (answer.kind == proxy::StaticAnswer::kFile) {
+    const std::string& rel = answer.file.relative;
+    Check(rel.find("/.") == std::string::npos &&
+              (rel.empty() || rel.front() != '.' || rel.compare(0, 12, ".well-known/") == 0),
+          "StaticSite served a dot-file: " + rel);
   }
 }
 
@@ -500,8 +536,30 @@ bool SameTable(const RouteTable& a, const RouteTable& b) {
     if (x.host != y.host || x.service_label != y.service_label || x.static_root != y.static_root ||
         x.path_prefix != y.path_prefix || x.balance != y.balance ||
         x.max_body_bytes != y.max_body_bytes || x.redirect_to_https != y.redirect_to_https ||
-        x.upstreams.size() != y.upstreams.size()) {
+        x.upstreams.size() != y.upstreams.size() || x.clean_urls != y.clean_urls ||
+        x.trailing_slash != y.trailing_slash || x.spa_fallback != y.spa_fallback ||
+        x.redirects.size() != y.redirects.size() || x.rewrites.size() != y.rewrites.size() ||
+        x.headers.size() != y.headers.size()) {
       return false;
+    }
+    for (size_t j = 0; j < x.redirects.size(); ++j) {
+      if (x.redirects[j].source != y.redirects[j].source ||
+          x.redirects[j].destination != y.redirects[j].destination ||
+          x.redirects[j].status != y.redirects[j].status) {
+        return false;
+      }
+    }
+    for (size_t j = 0; j < x.rewrites.size(); ++j) {
+      if (x.rewrites[j].source != y.rewrites[j].source ||
+          x.rewrites[j].destination != y.rewrites[j].destination) {
+        return false;
+      }
+    }
+    for (size_t j = 0; j < x.headers.size(); ++j) {
+      if (x.headers[j].source != y.headers[j].source ||
+          x.headers[j].headers != y.headers[j].headers) {
+        return false;
+      }
     }
     for (size_t j = 0; j < x.upstreams.size(); ++j) {
       if (x.upstreams[j].host != y.upstreams[j].host ||
