@@ -25,13 +25,15 @@ async function getJson(path, params, signal) {
   } catch {
     json = undefined;
   }
+  // Not the api's JSON: the static site answered (its 404, or index.html), so the
+  // rewrite of API_BASE to the api service is missing.
+  const notApi = `is ${API_BASE}/ routed to the api service?`;
   if (!response.ok) {
-    const detail = json && typeof json.detail === 'string' ? `: ${json.detail}` : '';
+    const detail = json && typeof json.detail === 'string' ? `: ${json.detail}` : json ? '' : ` (not the api's JSON: ${notApi})`;
     throw new ApiError(`GET ${url} answered ${response.status}${detail}`);
   }
   if (json === undefined) {
-    // A static page answered instead of the api: the rewrite to it is missing.
-    throw new ApiError(`GET ${url} answered ${type || 'no Content-Type'}, not JSON: is ${API_BASE}/ routed to the api service?`);
+    throw new ApiError(`GET ${url} answered ${type || 'no Content-Type'}, not JSON: ${notApi}`);
   }
   return json;
 }

@@ -54,7 +54,9 @@ export function formatTick(value, step) {
 }
 
 // Geometry of one chart. `series` is the API's [{name, points: [{step, value}]}].
-export function layoutChart(series, { width = 760, height = 420, metric = 'loss' } = {}) {
+// `colorOrder` lists every name that may be charted (all the model sizes), so that a
+// size keeps its colour when others are hidden; without it colours go by position.
+export function layoutChart(series, { width = 760, height = 420, metric = 'loss', colorOrder = [] } = {}) {
   const margin = { top: 20, right: 120, bottom: 56, left: 72 };
   const plot = {
     left: margin.left,
@@ -75,7 +77,7 @@ export function layoutChart(series, { width = 760, height = 420, metric = 'loss'
     const xy = s.points.map((p) => [sx(p.step), sy(p.value)]);
     return {
       name: s.name,
-      color: COLORS[i % COLORS.length],
+      color: COLORS[(colorOrder.includes(s.name) ? colorOrder.indexOf(s.name) : i) % COLORS.length],
       points: s.points.map((p, j) => ({ ...p, x: xy[j][0], y: xy[j][1] })),
       d: xy.map(([px, py], j) => `${j ? 'L' : 'M'}${px.toFixed(1)},${py.toFixed(1)}`).join(''),
     };

@@ -14,6 +14,7 @@ const paramsBox = document.getElementById('params');
 // The selection is kept in the page's query string (?data_source=c4&metric=accuracy&params=60M,1B),
 // so a chart can be linked to and survives a reload.
 const state = { dataSource: '', metric: '', params: [] };
+let allSizes = []; // every model size on file, smallest first: the colours' order
 let inFlight = null; // the AbortController of the data request being waited for
 
 function setState(kind, message = '') {
@@ -24,7 +25,7 @@ function setState(kind, message = '') {
 
 function fail(error) {
   if (error.name === 'AbortError') return;
-  console.error(error);
+  console.error(error.message);
   svg.replaceChildren();
   caption.textContent = 'No chart';
   setState('error', error instanceof ApiError ? error.message : `Error: ${error.message}`);
@@ -40,6 +41,7 @@ function buildControls(options) {
   state.metric = pick(query.get('metric'), options.metrics, 'loss');
   const askedSizes = (query.get('params') || '').split(',').filter((p) => options.params.includes(p));
   state.params = askedSizes.length ? askedSizes : [...options.params];
+  allSizes = options.params;
 
   sourceSelect.replaceChildren(...options.data_sources.map((s) => new Option(s, s, false, s === state.dataSource)));
   sourceSelect.disabled = false;
@@ -74,7 +76,7 @@ function choice(type, name, value, label, checked) {
 
 async function update() {
   const query = new URLSearchParams({ data_source: state.dataSource, metric: state.metric, params: state.params.join(',') });
-  history.replaceState(null, '', `${location.pathname}?${query}`);
+  history.replaceState(null, '', `${location.pathname}?${String(query).replaceAll('%2C', ',')}`);
   inFlight?.abort();
   if (state.params.length === 0) {
     svg.replaceChildren();
@@ -102,7 +104,7 @@ function draw(data) {
     setState('empty', 'No results for this selection.');
     return;
   }
-  const layout = layoutChart(data.series, { metric: data.metric });
+  const layout = layoutChart(data.series, { metric: data.metric, colorOrder: allSizes });
   const steps = data.series.flatMap((s) => s.points.map((p) => p.step));
   const title = `${label} by training step on ${data.data_source}, one line per model size`;
   renderChart(svg, layout, { title });

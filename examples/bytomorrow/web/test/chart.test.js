@@ -50,3 +50,11 @@ test('layoutChart gives one line per series, every point inside the plot', () =>
   assert.equal(layout.xTicks[0].label, '0');
   assert.equal(layout.xTicks.at(-1).label, '10,000');
 });
+
+test('a model size keeps its colour when others are hidden', () => {
+  const one = (name) => ({ name, points: [{ step: 500, value: 1 }, { step: 1000, value: 2 }] });
+  const order = ['60M', '150M', '350M', '1B'];
+  const all = layoutChart(order.map(one), { colorOrder: order });
+  const some = layoutChart([one('350M'), one('1B')], { colorOrder: order });
+  assert.deepEqual(some.lines.map((l) => l.color), all.lines.slice(2).map((l) => l.color));
+});
