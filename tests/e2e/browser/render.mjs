@@ -104,6 +104,16 @@ function readChart() {
   };
 }
 
+// `promise`, or `fallback` once `ms` pass: for the calls made after a failure, when the
+// page may still be loading and would keep an evaluate or a screenshot waiting.
+function within(ms, promise, fallback = null) {
+  let timer;
+  const late = new Promise((resolve) => {
+    timer = setTimeout(() => resolve(fallback), ms);
+  });
+  return Promise.race([promise.catch(() => fallback), late]).finally(() => clearTimeout(timer));
+}
+
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const started = Date.now();
@@ -131,11 +141,17 @@ async function main() {
 
   // Past the deadline by a margin, whatever hangs (the browser's start, a stuck
   // screenshot), the process ends: a test must fail, not wait for ctest's timeout.
-  const hardStop = setTimeout(() => {
-    report.outcome = 'timeout';
-    report.error = `render.mjs: still running ${opts.timeout + 10000} ms after start; gave up`;
+  let printed = false;
+  const print = () => {
+    printed = true;
     report.elapsed_ms = Date.now() - started;
     process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+  };
+  const hardStop = setTimeout(() => {
+    if (printed) process.exit(process.exitCode ?? 1); // only closing the browser hung
+    report.outcome = 'timeout';
+    report.error = `render.mjs: still running ${opts.timeout + 10000} ms after start; gave up`;
+    print();
     process.exit(1);
   }, opts.timeout + 10000);
   hardStop.unref();
@@ -196,25 +212,21 @@ async function main() {
     } catch (e) {
       report.outcome = e.name === 'TimeoutError' ? 'timeout' : 'failed';
       report.error = e.message.split('\n')[0];
-      try {
-        report.chart = await page.evaluate(readChart);
-      } catch {
-        // the page may be gone; what was gathered so far is reported
-      }
+      // The page may be gone or still loading: what can be read in a moment is reported.
+      report.chart = await within(2000, page.evaluate(readChart), report.chart);
     }
     report.final_url = page.url();
-    report.title = await page.title().catch(() => null);
+    report.title = await within(2000, page.title());
     if (opts.screenshot) {
-      try {
-        await page.screenshot({ path: opts.screenshot, fullPage: true, timeout: Math.max(5000, left()) });
-      } catch (e) {
-        report.screenshot = null;
-        report.screenshot_error = e.message.split('\n')[0];
-      }
+      const taken = await within(
+        8000,
+        page.screenshot({ path: opts.screenshot, fullPage: true, timeout: 5000 }).then(() => true),
+        false,
+      );
+      if (!taken) report.screenshot = null;
     }
-    report.elapsed_ms = Date.now() - started;
-    process.stdout.write(JSON.stringify(report, null, 2) + '\n');
     process.exitCode = report.outcome === 'drawn' ? 0 : 1;
+    print();
   } finally {
     if (context) await context.close().catch(() => {});
     rmSync(profile, { recursive: true, force: true });
