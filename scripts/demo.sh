@@ -54,7 +54,8 @@ if ! "$SLIPWAY" up examples/bytomorrow; then
   echo "demo: error: the deploy failed (see above); the server keeps running, Ctrl-C stops it" >&2
 else
   echo
-  echo "demo: the research dashboard API is up:"
+  echo "demo: the research dashboard is up:"
+  echo "  open http://web.bytomorrow.localhost:8080/coldbrewbubbletea/ in a browser"
   echo "  curl http://api.bytomorrow.localhost:8080/api/health"
   echo "  curl 'http://api.bytomorrow.localhost:8080/api/visualize/data?params=60M,1B&metric=loss'"
 fi

@@ -11,8 +11,9 @@ PACKAGES=(
   libboost1.81-dev libssl-dev libsqlite3-dev nlohmann-json3-dev libtomlplusplus-dev
   libyaml-cpp-dev libsodium-dev libcli11-dev libspdlog-dev libfmt-dev libarchive-dev
   zlib1g-dev libbrotli-dev
-  # tests: unit tests, the ACME test server, the libFuzzer build (clang + its runtime)
-  libgtest-dev libgmock-dev libbenchmark-dev pebble clang libclang-rt-14-dev
+  # tests: unit tests, the ACME test server, the libFuzzer build (clang + its runtime),
+  # and the browser the e2e tests load frontends in (tests/e2e/browser drives it)
+  libgtest-dev libgmock-dev libbenchmark-dev pebble clang libclang-rt-14-dev chromium
   # the add-ons Slipway runs for apps: real PostgreSQL and Redis servers
   postgresql redis-server
   # runtimes the example apps and the builder use, and the example apps' database drivers
@@ -44,8 +45,28 @@ for package in "${PACKAGES[@]}"; do
   installed "$package" || missing+=("$package")
 done
 
+# The e2e tests' browser driver (playwright-core, which downloads no browser: it drives
+# the chromium package above), from tests/e2e/browser/package-lock.json. Installed once;
+# delete tests/e2e/browser/node_modules to install it again.
+install_browser_driver() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/e2e/browser"
+  if [ -d "$dir/node_modules/playwright-core" ]; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: warning: npm is missing; not installing $dir's packages" >&2
+    return 0
+  fi
+  echo "setup: npm ci in $dir"
+  # Not fatal: only the browser e2e tests need it, and they say so when it is missing.
+  (cd "$dir" && npm ci --no-audit --no-fund) ||
+    echo "setup: warning: npm ci in $dir failed; the browser e2e tests will fail" >&2
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "setup: all ${#PACKAGES[@]} packages are installed"
+  install_browser_driver
   exit 0
 fi
 
@@ -64,3 +85,4 @@ export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 echo "setup: installed: ${missing[*]}"
+install_browser_driver

@@ -48,7 +48,11 @@ class DeployAppsTest(SlipwayTestCase):
 
     def test_bytomorrow_api(self):
         app = self.slipway.copy_app("bytomorrow")
-        self.assertDeployed(self.slipway.up(app), "api", "bytomorrow")
+        up = self.slipway.up(app)
+        # Its web service (the chart frontend, test_frontend.py) is deployed after the api.
+        self.assertEqual(up.code, 0, f"deploy failed\n{up}\n{self.server_log()}")
+        self.assertIn(f"api is live at {self.slipway.url('api', 'bytomorrow')}", up.stdout, str(up))
+        self.assertDeployed(up, "web", "bytomorrow")
         host = "api.bytomorrow.localhost"
 
         self.assertEqual(self.slipway.get_json(host, "/api/health"), {"status": "ok"})

@@ -15,7 +15,7 @@ class BytomorrowTest(SlipwayTestCase):
     def test_results_come_from_postgres_and_a_redeploy_loads_them_once(self):
         app = self.slipway.copy_app("bytomorrow")
         up = self.slipway.up(app)
-        self.assertDeployed(up, "api", "bytomorrow")
+        self.assertLive(up, "api")
         host = "api.bytomorrow.localhost"
         self.assertEqual(self.slipway.get_json(host, "/api/health"), {"status": "ok"})
 
@@ -50,8 +50,13 @@ class BytomorrowTest(SlipwayTestCase):
 
         # Deploying again runs the pre-deploy command again: the rows are not doubled.
         again = self.slipway.up(app)
-        self.assertDeployed(again, "api", "bytomorrow")
+        self.assertLive(again, "api")
         self.assertEqual(self.psql(app, count), rows)
+
+    def assertLive(self, up, service):
+        # The project has a web service too (test_frontend.py), whose URL comes last.
+        self.assertEqual(up.code, 0, f"deploy failed\n{up}\n{self.server_log()}")
+        self.assertIn(f"{service} is live at {self.slipway.url(service, 'bytomorrow')}", up.stdout, str(up))
 
     def psql_text(self, app, sql):
         result = self.slipway.cli(
