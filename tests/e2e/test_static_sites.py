@@ -54,6 +54,30 @@ class StaticSitesTest(SlipwayTestCase):
             WEB, BASE + "/assets/index-4f3a9c2b.css", headers={"If-None-Match": headers["etag"]}
         )
         self.assertEqual((status, body), (304, ""))
+        status, _, body = http(
+            WEB,
+            BASE + "/assets/index-4f3a9c2b.css",
+            headers={"If-Modified-Since": headers["last-modified"]},
+        )
+        self.assertEqual((status, body), (304, ""))
+
+        # Ranges: one range is a 206 of those bytes; one past the end a 416.
+        _, _, whole = http(WEB, BASE + "/assets/index-BXmP9dcA.js")
+        status, headers, part = http(
+            WEB, BASE + "/assets/index-BXmP9dcA.js", headers={"Range": "bytes=10-29"}
+        )
+        self.assertEqual(status, 206)
+        self.assertEqual(part, whole[10:30])
+        self.assertEqual(headers["content-range"], f"bytes 10-29/{len(whole.encode())}")
+        self.assertEqual(headers["accept-ranges"], "bytes")
+        status, headers, _ = http(
+            WEB, BASE + "/assets/index-BXmP9dcA.js", headers={"Range": "bytes=999999-"}
+        )
+        self.assertEqual(status, 416)
+        self.assertEqual(headers["content-range"], f"bytes */{len(whole.encode())}")
+        status, headers, body = http(WEB, BASE + "/assets/index-BXmP9dcA.js", method="HEAD")
+        self.assertEqual((status, body), (200, ""))
+        self.assertEqual(int(headers["content-length"]), len(whole.encode()))
 
         # Client-side routes get the app; a missing asset stays a 404.
         status, _, body = http(WEB, BASE + "/orders/42")
