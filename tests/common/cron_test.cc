@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "case_file.h"
 #include "common/fs.h"
 
 namespace slipway {
@@ -35,16 +36,7 @@ std::string FormatTime(TimePoint t) {
   return buf;
 }
 
-std::vector<std::string> SplitBar(const std::string& line) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (true) {
-    size_t at = line.find(" | ", start);
-    out.push_back(line.substr(start, at == std::string::npos ? std::string::npos : at - start));
-    if (at == std::string::npos) return out;
-    start = at + 3;
-  }
-}
+using testing_cases::SplitBar;
 
 std::vector<std::string> Words(const std::string& s) {
   std::vector<std::string> out;

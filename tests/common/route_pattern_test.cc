@@ -10,21 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "case_file.h"
 #include "common/fs.h"
 
 namespace slipway {
 namespace {
 
-std::vector<std::string> SplitBar(const std::string& line) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (true) {
-    size_t at = line.find(" | ", start);
-    out.push_back(line.substr(start, at == std::string::npos ? std::string::npos : at - start));
-    if (at == std::string::npos) return out;
-    start = at + 3;
-  }
-}
+using testing_cases::SplitBar;
 
 TEST(RoutePatternTest, Cases) {
   auto text = ReadFile(SLIPWAY_COMMON_CASES_DIR "/route_pattern_cases.txt");

@@ -15,6 +15,7 @@
 #include <sstream>
 #include <thread>
 
+#include "case_file.h"
 #include "edge_fixture.h"
 #include "proxy/edge.h"
 #include "test_util.h"
@@ -28,16 +29,7 @@ namespace http = boost::beast::http;
 using Response = http::response<http::string_body>;
 using Clock = std::chrono::steady_clock;
 
-std::vector<std::string> SplitBar(const std::string& line) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (true) {
-    size_t at = line.find(" | ", start);
-    out.push_back(line.substr(start, at == std::string::npos ? std::string::npos : at - start));
-    if (at == std::string::npos) return out;
-    start = at + 3;
-  }
-}
+using testing_cases::SplitBar;
 
 // "Name: value" -> {"Name", "value"}.
 std::pair<std::string, std::string> SplitHeader(const std::string& text) {

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "case_file.h"
 #include "test_util.h"
 
 namespace slipway::proxy {
@@ -94,18 +95,7 @@ TEST(StaticFilesTest, PercentDecode) {
 
 TEST(StaticFilesTest, HttpDate) { EXPECT_EQ(HttpDate(784111777), "Sun, 06 Nov 1994 08:49:37 GMT"); }
 
-std::vector<std::string> SplitBar(const std::string& line) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (true) {
-    size_t at = line.find(" | ", start);
-    std::string field =
-        line.substr(start, at == std::string::npos ? std::string::npos : at - start);
-    out.push_back(field == "<empty>" ? "" : field);
-    if (at == std::string::npos) return out;
-    start = at + 3;
-  }
-}
+using testing_cases::SplitBar;
 
 TEST(StaticHttpTest, CasesFromTestdata) {
   std::ifstream in(std::string(SLIPWAY_PROXY_TESTDATA) + "/static_http.txt");
