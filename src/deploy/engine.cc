@@ -1103,7 +1103,10 @@ class DeployEngine::Impl {
       const std::string& status = built_status[rel.deployment_id];
       const bool went_live = status == kActive || status == kDraining || status == kRemoved ||
                              status == kCrashed || status == kRolledBack;
-      if (in_use.count(rel.id)) {
+      // A release whose own deployment is still under way may not be recorded on that
+      // deployment yet: spare it by who built it too.
+      const bool being_deployed = status == kQueued || status == kBuilding || status == kDeploying;
+      if (in_use.count(rel.id) || being_deployed) {
         if (went_live) kept++;
         continue;
       }
